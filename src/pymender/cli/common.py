@@ -1,0 +1,54 @@
+"""What every front end shares: run a command, turn errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pymender.errors import PymenderError, Tool, exit_code
+
+log = logging.getLogger("pymender")
+
+
+def run_cli(tool: Tool, main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)`` and map whatever it raises to one line on stderr and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return main(args)
+    except PymenderError as err:
+        print(f"{tool}: error: {err.one_line()}", file=sys.stderr)
+        return exit_code(err, tool)
+    except KeyboardInterrupt:
+        print(f"{tool}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (``... | head``): not an error of ours.
+        _silence_stdout()
+        return 0
+    except OSError as err:
+        # An I/O failure nobody mapped more precisely: still one line, never a traceback.
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        reason = err.strerror or errno.errorcode.get(err.errno or 0, "I/O error")
+        print(f"{tool}: error: {reason}{where}", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    try:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def setup_logging(level: str) -> None:
+    """Log records as ``tool: level: message`` on stderr."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,28 @@
+"""Helpers shared by the tests (import them with ``from helpers import ...``).
+
+Peer tools (mender-artifact, grub-editenv, fw_printenv, sfdisk, ...) are installed by
+``ci/install-deps``. A test that needs one calls :func:`require_tool`: outside CI a missing tool
+skips the test, in CI (``CI=true``) it fails it, so a broken install step cannot hide a test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_tool(name: str) -> str:
+    """The path of program ``name``; skip (locally) or fail (in CI) when it is absent."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path:
+        return path
+    message = f"{name} is not installed (ci/install-deps installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
