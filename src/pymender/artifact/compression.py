@@ -1,0 +1,426 @@
+"""Compression codecs of Artifact members: none, gzip, xz (``lzma``) and zstd.
+
+The codec of a member is chosen by its name's suffix (``.gz``, ``.xz``, ``.zst`` or none), as
+upstream does. Decompression is bounded: a reader never returns more than it is asked for, so a
+decompression bomb costs the caller only what it chooses to read. Compression streams and, where
+the codec allows, uses several cores:
+
+- gzip: one gzip member whose deflate stream is made of independently compressed 1 MiB blocks,
+  each primed with the 32 KiB before it (as pigz does); any gzip reader reads it as one stream.
+- xz: one xz stream of independently compressed blocks (as ``xz -T`` does), CRC32 checks.
+- zstd: libzstd's own worker threads.
+
+The output depends only on the input and the codec, never on the number of threads.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import struct
+import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymender.errors import (
+    ArtifactFormatError,
+    ArtifactTruncatedError,
+    ArtifactUnsupportedError,
+    DependencyMissingError,
+    UsageError,
+)
+
+from .tarstream import Readable
+
+Sink = Callable[[bytes], Any]
+
+READ_CHUNK = 64 * 1024
+# xz decompression needs the dictionary in memory; upstream writes 64 MiB dictionaries.
+XZ_MEMLIMIT = 256 * 1024 * 1024
+ZSTD_MAX_WINDOW = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str  # upstream's --compression id
+    suffix: str  # member name suffix
+    level: int | None = None
+
+
+CODECS: dict[str, Codec] = {
+    "none": Codec("none", ""),
+    "gzip": Codec("gzip", ".gz", 6),
+    "lzma": Codec("lzma", ".xz", 3),
+    "zstd": Codec("zstd", ".zst", 3),
+    # upstream 3.10+ spellings
+    "zstd_fastest": Codec("zstd", ".zst", 1),
+    "zstd_fast": Codec("zstd", ".zst", 3),
+    "zstd_better": Codec("zstd", ".zst", 7),
+    "zstd_best": Codec("zstd", ".zst", 11),
+}
+ALIASES = {"xz": "lzma", "gz": "gzip"}
+_BY_SUFFIX = {".gz": CODECS["gzip"], ".xz": CODECS["lzma"], ".zst": CODECS["zstd"], "": CODECS["none"]}
+
+
+def codec_by_name(name: str) -> Codec:
+    key = ALIASES.get(name, name)
+    if key not in CODECS:
+        choices = ", ".join(sorted(set(CODECS) | set(ALIASES)))
+        raise UsageError(f"unknown compression {name!r}", hint=f"choose one of: {choices}")
+    codec = CODECS[key]
+    if codec.name == "zstd":
+        _zstandard()
+    return codec
+
+
+def split_member_name(member: str, base: str) -> Codec | None:
+    """The codec of ``member`` if it is ``base`` plus a known suffix, else None."""
+    if not member.startswith(base):
+        return None
+    return _BY_SUFFIX.get(member[len(base):])
+
+
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise DependencyMissingError(
+            "zstd compression needs the Python module 'zstandard', which is not installed",
+            hint="install it (pip install zstandard, or the python3-zstandard package) "
+            "or choose another compression",
+        ) from None
+    return zstandard
+
+
+# --- Decompression -----------------------------------------------------------------------------
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _StreamDecompressor:
+    """Bounded reads over a zlib- or lzma-like decompressor that may span several streams."""
+
+    def __init__(self, raw: Readable, new: Callable[[], Any], what: str) -> None:
+        self._raw = raw
+        self._new = new
+        self._what = what
+        self._dec = new()
+        self._pending = b""  # input the decompressor has not seen yet
+        self._started = False
+
+    def _error(self, err: Exception) -> ArtifactFormatError:
+        return ArtifactFormatError(f"{self._what} is not valid compressed data: {err}")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        if size == 0:
+            return b""
+        while True:
+            dec = self._dec
+            if dec.eof:
+                rest = dec.unused_data + self._pending
+                self._pending = b""
+                if not rest:
+                    rest = self._raw.read(READ_CHUNK)
+                if not rest:
+                    return b""
+                # another concatenated stream (gzip members, xz streams)
+                self._dec = dec = self._new()
+                self._pending = rest
+            tail = getattr(dec, "unconsumed_tail", b"")
+            if tail:
+                data = tail
+            elif not getattr(dec, "needs_input", True):
+                data = b""
+            elif self._pending:
+                data, self._pending = self._pending, b""
+            else:
+                data = self._raw.read(READ_CHUNK)
+                if not data:
+                    raise ArtifactTruncatedError(
+                        f"{self._what} ends in the middle of its compressed data",
+                        hint="the file is incomplete or corrupt",
+                    )
+            try:
+                out = dec.decompress(data, size)
+            except (zlib.error, lzma.LZMAError, EOFError) as err:
+                raise self._error(err) from None
+            if out:
+                return bytes(out)
+
+
+class _ZstdReader:
+    def __init__(self, raw: Readable, what: str) -> None:
+        zstandard = _zstandard()
+        self._what = what
+        self._error_type = zstandard.ZstdError
+        self._reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+            raw, read_size=READ_CHUNK, read_across_frames=True, closefd=False
+        )
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        try:
+            return bytes(self._reader.read(size))
+        except self._error_type as err:
+            raise ArtifactFormatError(f"{self._what} is not valid zstd data: {err}") from None
+
+
+class _Plain:
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+
+def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:
+    """A reader of the decompressed bytes of ``raw``; ``read(n)`` never returns more than n."""
+    if codec.name == "none":
+        return _Plain(raw)
+    if codec.name == "gzip":
+        return _StreamDecompressor(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), what)
+    if codec.name == "lzma":
+        return _StreamDecompressor(
+            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what
+        )
+    if codec.name == "zstd":
+        return _ZstdReader(raw, what)
+    raise ArtifactUnsupportedError(f"unsupported compression {codec.name}")
+
+
+# --- Compression ---------------------------------------------------------------------------------
+
+
+class Compressor(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Passthrough:
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._sink(data)
+
+    def finish(self) -> None:
+        pass
+
+
+class _BlockPipeline:
+    """Cut the input into fixed blocks and compress them on a thread pool, in order.
+
+    The compression functions release the GIL, so blocks really run in parallel. At most
+    ``2 * threads`` blocks are in flight, which bounds memory whatever the input size.
+    """
+
+    def __init__(self, sink: Sink, block_size: int, threads: int) -> None:
+        self._sink = sink
+        self._block_size = block_size
+        self._buffer = bytearray()
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self._inflight: deque[Future[bytes] | bytes] = deque()
+        self._index = 0
+        self._previous = b""
+
+    def compress_block(self, block: bytes, previous: bytes, index: int, last: bool) -> bytes:
+        raise NotImplementedError
+
+    def emit(self, compressed: bytes) -> None:
+        self._sink(compressed)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        previous, self._previous = self._previous, block
+        if self._pool is None:
+            self.emit(self.compress_block(block, previous, self._index, last))
+        else:
+            self._inflight.append(self._pool.submit(self.compress_block, block, previous, self._index, last))
+            while len(self._inflight) > 2 * self._threads:
+                self._drain_one()
+        self._index += 1
+
+    def _drain_one(self) -> None:
+        item = self._inflight.popleft()
+        self.emit(item if isinstance(item, bytes) else item.result())
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        size = self._block_size
+        if len(self._buffer) > size:
+            view = memoryview(self._buffer)
+            offset = 0
+            # keep at least one byte so the final block is always submitted by finish()
+            while len(self._buffer) - offset > size:
+                self._submit(bytes(view[offset : offset + size]), last=False)
+                offset += size
+            view.release()
+            del self._buffer[:offset]
+
+    def finish(self) -> None:
+        self._submit(bytes(self._buffer), last=True)
+        self._buffer = bytearray()
+        while self._inflight:
+            self._drain_one()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def abort(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
+# Go's gzip writer leaves the modification time at its zero value: these ten bytes are the
+# header upstream writes, so our header is the same.
+GZIP_HEADER = bytes.fromhex("1f8b080000096e8800ff")
+GZIP_BLOCK = 1 << 20
+DEFLATE_WINDOW = 32 * 1024
+
+
+class _ParallelGzip(_BlockPipeline):
+    def __init__(self, sink: Sink, level: int, threads: int) -> None:
+        super().__init__(sink, GZIP_BLOCK, threads)
+        self._level = level
+        self._crc = 0
+        self._length = 0
+        sink(GZIP_HEADER)
+
+    def write(self, data: bytes) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+        self._length += len(data)
+        super().write(data)
+
+    def compress_block(self, block: bytes, previous: bytes, index: int, last: bool) -> bytes:
+        if previous:
+            comp = zlib.compressobj(self._level, zlib.DEFLATED, -zlib.MAX_WBITS, 8,
+                                    zlib.Z_DEFAULT_STRATEGY, previous[-DEFLATE_WINDOW:])
+        else:
+            comp = zlib.compressobj(self._level, zlib.DEFLATED, -zlib.MAX_WBITS, 8)
+        body = comp.compress(block)
+        return body + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> None:
+        super().finish()
+        self._sink(struct.pack("<II", self._crc & 0xFFFFFFFF, self._length & 0xFFFFFFFF))
+
+
+XZ_BLOCK = 8 << 20
+XZ_PRESET = 3
+XZ_DICT = 4 << 20
+_XZ_CHECK_CRC32 = 0x01
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _xz_dict_byte(dict_size: int) -> int:
+    for byte in range(41):
+        if (2 | (byte & 1)) << (byte // 2 + 11) >= dict_size:
+            return byte
+    raise ValueError("dictionary too large")
+
+
+class _ParallelXz(_BlockPipeline):
+    """One .xz stream of independently compressed LZMA2 blocks (the layout of ``xz -T``)."""
+
+    def __init__(self, sink: Sink, preset: int, threads: int) -> None:
+        super().__init__(sink, XZ_BLOCK, threads)
+        self._filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": XZ_DICT}]
+        flags = bytes([0x00, _XZ_CHECK_CRC32])
+        sink(b"\xfd7zXZ\x00" + flags + struct.pack("<I", zlib.crc32(flags)))
+        filter_flags = _varint(lzma.FILTER_LZMA2) + _varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
+        body = bytes([0x00]) + filter_flags  # block flags: one filter, no optional sizes
+        size = 1 + len(body)
+        size += -size % 4
+        header = bytes([size // 4]) + body + b"\0" * (size - 1 - len(body))
+        self._block_header = header + struct.pack("<I", zlib.crc32(header))
+        self._records: list[tuple[int, int]] = []
+
+    def compress_block(self, block: bytes, previous: bytes, index: int, last: bool) -> bytes:
+        data = lzma.compress(block, format=lzma.FORMAT_RAW, filters=self._filters)
+        unpadded = len(self._block_header) + len(data) + 4
+        return struct.pack("<QQ", unpadded, len(block)) + self._block_header + data + (
+            b"\0" * (-len(data) % 4)) + struct.pack("<I", zlib.crc32(block))
+
+    def emit(self, compressed: bytes) -> None:
+        unpadded, uncompressed = struct.unpack_from("<QQ", compressed)
+        if uncompressed == 0:
+            return  # an empty last block is simply left out
+        self._records.append((unpadded, uncompressed))
+        self._sink(compressed[16:])
+
+    def finish(self) -> None:
+        super().finish()
+        index = bytearray(b"\x00") + _varint(len(self._records))
+        for unpadded, uncompressed in self._records:
+            index += _varint(unpadded) + _varint(uncompressed)
+        index += b"\0" * (-len(index) % 4)
+        index += struct.pack("<I", zlib.crc32(index))
+        self._sink(bytes(index))
+        footer = struct.pack("<I", len(index) // 4 - 1) + bytes([0x00, _XZ_CHECK_CRC32])
+        self._sink(struct.pack("<I", zlib.crc32(footer)) + footer + b"YZ")
+
+
+class _Zstd:
+    def __init__(self, sink: Sink, level: int, threads: int) -> None:
+        zstandard = _zstandard()
+        self._sink = sink
+        # libzstd's multi-threaded mode gives the same bytes for any number of workers >= 1,
+        # so the output does not depend on the machine.
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=max(1, threads), write_checksum=True
+        )
+        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+
+    def write(self, data: bytes) -> None:
+        out = self._obj.compress(data)
+        if out:
+            self._sink(out)
+
+    def finish(self) -> None:
+        self._sink(self._obj.flush())
+
+
+def compressor(codec: Codec, sink: Sink, *, threads: int | None = None) -> Compressor:
+    """A streaming compressor for ``codec`` that passes its output to ``sink``."""
+    workers = default_threads() if threads is None else max(1, threads)
+    if codec.name == "none":
+        return _Passthrough(sink)
+    if codec.name == "gzip":
+        return _ParallelGzip(sink, codec.level or 6, workers)
+    if codec.name == "lzma":
+        return _ParallelXz(sink, codec.level if codec.level is not None else XZ_PRESET, workers)
+    if codec.name == "zstd":
+        return _Zstd(sink, codec.level or 3, workers)
+    raise ArtifactUnsupportedError(f"unsupported compression {codec.name}")
+
+
+def compress_bytes(codec: Codec, data: bytes, *, threads: int = 1) -> bytes:
+    """Compress a small in-memory buffer (the header tar) with ``codec``."""
+    out: list[bytes] = []
+    comp = compressor(codec, out.append, threads=threads)
+    comp.write(data)
+    comp.finish()
+    return b"".join(out)
