@@ -1,0 +1,279 @@
+"""GRUB backend: Mender's two-copy environment, written so a power cut never loses it.
+
+Layout of the environment directory (the boot partition, often FAT)::
+
+    mender_grubenv1/env             1024-byte GRUB environment block (the one GRUB boots from)
+    mender_grubenv1/lock            GRUB environment block holding editing=0 (or 1 while writing)
+    mender_grubenv1/lock.sha256sum  "<sha256 of lock>  lock": the lock's content at rest
+    mender_grubenv2/...             the same, the second copy
+
+A copy is *valid* when its lock matches its checksum (not being edited) and its ``env`` is a
+well-formed block. Writes go to copy 2 then copy 1 (a damaged copy first), each bracketed by
+``editing=1`` ... the original lock bytes; so at any instant at most one copy is mid-write and
+the other holds the complete old (during the first) or new (during the second) environment.
+GRUB's boot script makes the same choice as :meth:`GrubEnv.read`: copy 1 unless copy 1 is
+being edited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymender.device.bootenv.base import (
+    advisory_lock,
+    apply_changes,
+    check_changes,
+    fsync_dir,
+)
+from pymender.errors import BootEnvError
+
+log = logging.getLogger(__name__)
+
+HEADER = b"# GRUB Environment Block\n"
+BLOCK_SIZE = 1024
+COPY_DIRS = ("mender_grubenv1", "mender_grubenv2")
+#: The lock file Mender's ``grub-mender-grubenv-set`` holds while it writes.
+DEFAULT_LOCK_FILE = Path("/var/lock/grub-mender-grubenv-set.lock")
+
+
+def encode_block(variables: Mapping[str, str]) -> bytes:
+    """A 1024-byte GRUB environment block holding ``variables`` (in their order).
+
+    Backslashes are escaped as GRUB does. Refuses what the format cannot hold.
+    """
+    body = bytearray(HEADER)
+    for name, value in variables.items():
+        if not name or "=" in name or "\n" in name or "\\" in name or "\0" in name \
+                or name.startswith("#"):
+            raise BootEnvError(
+                f"invalid GRUB environment variable name {name!r}",
+                hint="names must not be empty, start with '#' or contain '=', '\\', "
+                "newlines or NUL bytes",
+            )
+        if "\n" in value or "\0" in value:
+            raise BootEnvError(
+                f"the value of GRUB environment variable {name!r} contains a newline or NUL byte",
+                hint="the GRUB environment block cannot hold it; use a single-line value",
+            )
+        escaped = value.replace("\\", "\\\\")
+        body += f"{name}={escaped}\n".encode("utf-8", "surrogateescape")
+    if len(body) > BLOCK_SIZE:
+        raise BootEnvError(
+            f"the GRUB environment would need {len(body)} bytes but its block holds {BLOCK_SIZE}",
+            hint="remove unneeded variables or shorten values",
+        )
+    return bytes(body) + b"#" * (BLOCK_SIZE - len(body))
+
+
+def decode_block(data: bytes) -> dict[str, str] | None:
+    """The variables of a GRUB environment block, or None when it is not a whole block."""
+    if len(data) != BLOCK_SIZE or not data.startswith(HEADER):
+        return None
+    variables: dict[str, str] = {}
+    pos, end = len(HEADER), len(data)
+    while pos < end:
+        newline = data.find(b"\n", pos)
+        line_end = end if newline < 0 else newline
+        if data[pos:pos + 1] in (b"#", b"\n"):
+            pos = line_end + 1
+            continue
+        equals = data.find(b"=", pos, line_end)
+        if equals < 0:
+            pos = line_end + 1
+            continue
+        name = data[pos:equals]
+        value = bytearray()
+        i = equals + 1
+        while i < end and data[i:i + 1] != b"\n":
+            if data[i:i + 1] == b"\\" and i + 1 < end:
+                i += 1
+            value += data[i:i + 1]
+            i += 1
+        if i >= end:  # GRUB ignores a last line with no newline
+            break
+        variables[name.decode("utf-8", "surrogateescape")] = value.decode(
+            "utf-8", "surrogateescape"
+        )
+        pos = i + 1
+    return variables
+
+
+def lock_checksum_line(lock: bytes) -> bytes:
+    """The content of ``lock.sha256sum`` for lock bytes ``lock`` (sha256sum's format)."""
+    return f"{hashlib.sha256(lock).hexdigest()}  lock\n".encode("ascii")
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        log.warning("cannot read %s: %s", path, err.strerror)
+        return None
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One environment copy as found on disk."""
+
+    directory: Path
+    env: bytes | None
+    lock: bytes | None
+    checksum: bytes | None
+    variables: dict[str, str] | None
+
+    @property
+    def lock_ok(self) -> bool:
+        """The lock is at rest: its bytes match the recorded sha256."""
+        if self.lock is None or self.checksum is None:
+            return False
+        fields = self.checksum.split()
+        return bool(fields) and fields[0].decode("ascii", "replace").lower() == hashlib.sha256(
+            self.lock
+        ).hexdigest()
+
+    @property
+    def valid(self) -> bool:
+        return self.lock_ok and self.variables is not None
+
+
+class GrubEnv:
+    """Mender's redundant GRUB environment in ``env_dir`` (see the module docstring)."""
+
+    def __init__(self, env_dir: Path, *, lock_file: Path | None = DEFAULT_LOCK_FILE) -> None:
+        self.env_dir = Path(env_dir)
+        self.lock_file = lock_file
+
+    def describe(self) -> str:
+        return f"GRUB environment in {self.env_dir}"
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _load(self, index: int) -> _Copy:
+        directory = self.env_dir / COPY_DIRS[index]
+        env = _read(directory / "env")
+        return _Copy(
+            directory=directory,
+            env=env,
+            lock=_read(directory / "lock"),
+            checksum=_read(directory / "lock.sha256sum"),
+            variables=decode_block(env) if env is not None else None,
+        )
+
+    def _load_both(self) -> tuple[_Copy, _Copy]:
+        if not self.env_dir.is_dir():
+            raise BootEnvError(
+                f"the GRUB environment directory {self.env_dir} does not exist",
+                hint='check "GrubEnvDir" in the configuration',
+            )
+        return self._load(0), self._load(1)
+
+    @staticmethod
+    def _current(first: _Copy, second: _Copy) -> _Copy:
+        """The copy GRUB boots from: copy 1 unless it is torn or mid-write, then copy 2."""
+        for copy in (first, second):
+            if copy.valid:
+                return copy
+        raise BootEnvError(
+            "both copies of the GRUB environment are damaged "
+            f"(in {first.directory.parent})",
+            hint="restore mender_grubenv1/ and mender_grubenv2/ from the image",
+        )
+
+    def read(self) -> dict[str, str]:
+        first, second = self._load_both()
+        current = self._current(first, second)
+        assert current.variables is not None
+        return dict(current.variables)
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def write(self, changes: Mapping[str, str | None]) -> None:
+        check_changes(changes)
+        with advisory_lock(self.lock_file):
+            first, second = self._load_both()
+            current = self._current(first, second)
+            assert current.variables is not None
+            new_env = encode_block(apply_changes(current.variables, changes))
+            if all(c.valid and c.env == new_env for c in (first, second)):
+                return
+            lock, checksum = self._rest_lock(current)
+            # Copy 2 then copy 1, as Mender's tools do; but a damaged copy always goes first,
+            # so the one good copy is never the one being edited.
+            order = (first, second) if not first.valid else (second, first)
+            for copy in order:
+                self._write_copy(copy.directory, new_env, lock, checksum, copy.checksum)
+
+    def repair(self) -> bool:
+        """Rebuild a torn or half-written copy from the good one; True when one was repaired."""
+        with advisory_lock(self.lock_file):
+            first, second = self._load_both()
+            current = self._current(first, second)
+            other = second if current is first else first
+            if other.valid:
+                return False
+            assert current.env is not None
+            lock, checksum = self._rest_lock(current)
+            log.warning("repairing the GRUB environment copy in %s", other.directory)
+            self._write_copy(other.directory, current.env, lock, checksum, other.checksum)
+            return True
+
+    def initialize(self, variables: Mapping[str, str]) -> None:
+        check_changes(variables)
+        new_env = encode_block(variables)
+        lock = encode_block({"editing": "0"})
+        checksum = lock_checksum_line(lock)
+        with advisory_lock(self.lock_file):
+            for name in reversed(COPY_DIRS):
+                directory = self.env_dir / name
+                if not directory.is_dir():
+                    directory.mkdir(parents=True)
+                    fsync_dir(directory.parent)
+                self._write_copy(directory, new_env, lock, checksum, None)
+
+    @staticmethod
+    def _rest_lock(current: _Copy) -> tuple[bytes, bytes]:
+        """The lock bytes and checksum line of a copy at rest, reused verbatim for every copy.
+
+        Reusing the device's own bytes (not re-encoding ``editing=0``) keeps the checksum right
+        whatever tool created the lock.
+        """
+        assert current.lock is not None and current.checksum is not None
+        return current.lock, current.checksum
+
+    def _write_copy(
+        self, directory: Path, env: bytes, lock: bytes, checksum: bytes, old_checksum: bytes | None
+    ) -> None:
+        """Write one copy: mark it being edited, write env (and checksum), mark it at rest."""
+        self._put(directory / "lock", encode_block({"editing": "1"}))
+        self._put(directory / "env", env)
+        if old_checksum != checksum:
+            self._put(directory / "lock.sha256sum", checksum)
+        self._put(directory / "lock", lock)
+        written = self._load(COPY_DIRS.index(directory.name))
+        if not written.valid or written.env != env:
+            raise BootEnvError(
+                f"the GRUB environment in {directory} is damaged right after writing it",
+                hint="the boot partition may be failing; check the kernel log",
+            )
+
+    def _put(self, path: Path, data: bytes) -> None:
+        """Overwrite ``path`` with ``data`` in place and make it durable (one write step)."""
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(path.parent)
