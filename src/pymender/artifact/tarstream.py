@@ -16,7 +16,7 @@ import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from pymender.errors import ArtifactFormatError, ArtifactTruncatedError, UnsafeArtifactError
 
@@ -160,7 +160,8 @@ class TarReader:
         while self._remaining > 0:
             self.read(min(self._remaining, 1 << 20))
         if self._padding:
-            read_exact(self._stream, self._padding, self._where)
+            if read_exact(self._stream, self._padding, self._where).strip(b"\0"):
+                raise ArtifactFormatError(f"non-zero padding after a member of {self._where}")
             self._padding = 0
 
     def _block(self) -> bytes | None:
@@ -192,10 +193,11 @@ class TarReader:
             self._skip_rest()
             block = self._block()
             if block is None:
-                # Go's reader accepts a tar that ends without the two zero blocks only when
-                # nothing follows; we accept a clean end between members too.
-                self.ended = True
-                return
+                # Every writer of Artifacts ends its tars with zero blocks: a stream that stops
+                # between members has been cut short.
+                raise ArtifactTruncatedError(
+                    f"{self._where} ends without its end-of-archive marker",
+                    hint="the file is incomplete; download or copy it again")
             if block == b"\0" * BLOCK:
                 self._finish()
                 return
@@ -213,8 +215,8 @@ class TarReader:
                     raise UnsafeArtifactError(f"oversized extended tar header in {self._where}")
                 data = read_exact(self._stream, size, self._where)
                 pad = -size % BLOCK
-                if pad:
-                    read_exact(self._stream, pad, self._where)
+                if pad and read_exact(self._stream, pad, self._where).strip(b"\0"):
+                    raise ArtifactFormatError(f"non-zero padding in {self._where}")
                 if typeflag == b"x":
                     pax = _parse_pax(data, self._where)
                 elif typeflag == b"L":
@@ -321,14 +323,3 @@ def padding(size: int) -> bytes:
 
 
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
-
-
-def copy_member(src: BinaryIO, dst: BinaryIO, size: int, chunk: int = 1 << 20) -> None:
-    """Copy ``size`` bytes of member content (used by tests and tools that repack)."""
-    remaining = size
-    while remaining:
-        data = src.read(min(chunk, remaining))
-        if not data:
-            raise ArtifactTruncatedError("input ended early while copying a member")
-        dst.write(data)
-        remaining -= len(data)
