@@ -207,10 +207,8 @@ class TypeInfo:
         )
 
     def merged_with(self, augment: TypeInfo) -> TypeInfo:
-        """This type-info with an augment section's values laid over it."""
-        if augment.type and self.type and augment.type != self.type:
-            raise ArtifactFormatError(
-                f"the augmented header changes the payload type from {self.type!r} to {augment.type!r}")
+        """This type-info with an augment section's values laid over it (the augment wins,
+        its type included, as upstream's reader does)."""
         return TypeInfo(
             type=augment.type or self.type,
             provides={**self.provides, **augment.provides},

@@ -240,6 +240,7 @@ class ArtifactReader:
                     raise ArtifactFormatError("the augmented header names a payload the header lacks")
                 base = payloads[augment.index]
                 base.type_info = base.type_info.merged_with(augment.type_info)
+                base.type = augment.type or base.type
                 if augment.meta_data:
                     base.meta_data = {**(base.meta_data or {}), **augment.meta_data}
 
