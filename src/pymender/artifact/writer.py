@@ -204,10 +204,10 @@ class ArtifactWriter:
         version = VERSION_3 if self.spec.format_version == 3 else VERSION_2
         header_name = f"header.tar{self.codec.suffix}"
         header = compression.compress_bytes(self.codec, self._header_tar())
-        manifest = format_manifest(
-            [(f"data/0000/{path.name}", digest) for path, digest in zip(self.spec.payload.files, checksums)]
-            + [(header_name, hashlib.sha256(header).hexdigest()),
-               ("version", hashlib.sha256(version).hexdigest())])
+        data_entries = [(f"data/0000/{path.name}", digest)
+                        for path, digest in zip(self.spec.payload.files, checksums, strict=True)]
+        manifest = format_manifest(data_entries + [(header_name, hashlib.sha256(header).hexdigest()),
+                                                   ("version", hashlib.sha256(version).hexdigest())])
         signature = self.signer.sign(manifest) if self.signer else None
 
         temporary = output.with_name(output.name + ".tmp")
@@ -249,7 +249,7 @@ class ArtifactWriter:
         start = out.position
         comp = compression.compressor(self.codec, out.write, threads=self.threads)
         try:
-            for path, before in zip(self.spec.payload.files, stats):
+            for path, before in zip(self.spec.payload.files, stats, strict=True):
                 comp.write(tar_header(path.name, before.size, mode=before.mode,
                                       mtime=self._mtime(before.mtime)))
                 self._copy(path, before, comp, advance)

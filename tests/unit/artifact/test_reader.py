@@ -8,7 +8,13 @@ import pytest
 
 from pymender.artifact.reader import ArtifactReader, ReadOptions
 from pymender.artifact.signing import load_verifier
-from pymender.errors import ArtifactFormatError, ArtifactUnsupportedError, ChecksumError, MissingSignatureError, SignatureError
+from pymender.errors import (
+    ArtifactFormatError,
+    ArtifactUnsupportedError,
+    ChecksumError,
+    MissingSignatureError,
+    SignatureError,
+)
 
 from artifact_factory import (
     Member,

@@ -46,8 +46,9 @@ def test_manifest_and_provides(workdir: Path) -> None:
 
 def test_reproducible_with_source_date_epoch(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = make_image(workdir / "rootfs.ext4", size=3_000_000)
-    spec = lambda: builders.rootfs_image(builders.CommonOptions(name="r", device_types=["d"]), image,
-                                         builders.SoftwareOptions())
+    def spec() -> builders.ArtifactSpec:  # type: ignore[name-defined]
+        return builders.rootfs_image(builders.CommonOptions(name="r", device_types=["d"]), image,
+                                     builders.SoftwareOptions())
     for compression in ("gzip", "lzma", "zstd", "none"):
         write_artifact(spec(), workdir / "a.mender", compression_name=compression, threads=1)
         write_artifact(spec(), workdir / "b.mender", compression_name=compression, threads=2)
