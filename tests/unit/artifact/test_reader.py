@@ -132,3 +132,33 @@ def test_header_without_data_file_in_manifest_still_reads_type_info(workdir: Pat
     members.insert(4, Member("data/0001.tar.gz", gz(tar_bytes([]))))
     with pytest.raises(ArtifactFormatError, match="no payload"):
         read_all(join_members(members))
+
+
+class _OnlyRead:
+    """A stream that can do nothing but read, in small uneven pieces (like a pipe or a socket)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._position = 0
+        self.largest_request = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.largest_request = max(self.largest_request, size)
+        size = min(size if size >= 0 else 1 << 30, 4097)
+        chunk = bytes(self._data[self._position : self._position + size])
+        self._position += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "lzma", "zstd"])
+def test_reads_from_a_forward_only_stream_in_bounded_requests(workdir: Path, compression: str) -> None:
+    image = make_image(workdir / "rootfs.ext4", size=3_000_000)
+    stream = _OnlyRead(write_rootfs(workdir, image=image, compression=compression).read_bytes())
+    reader = ArtifactReader(stream)
+    reader.read_header()
+    total = 0
+    for payload in reader.payload_files():
+        while chunk := payload.read(1 << 16):
+            total += len(chunk)
+    assert total == 3_000_000
+    assert stream.largest_request <= 1 << 20  # never asks for a whole payload at once

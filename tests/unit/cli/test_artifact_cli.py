@@ -131,3 +131,14 @@ def test_console_script_never_shows_traceback(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.stderr.strip().startswith("pymender-artifact: error: cannot open")
     assert "Traceback" not in result.stderr
+
+
+def test_validate_from_a_pipe(tmp_path: Path, image: Path) -> None:
+    out = tmp_path / "r.mender"
+    assert cli("write", "rootfs-image", "-n", "r", "-t", "d", "-f", str(image), "-o", str(out)) == 0
+    with open(out, "rb") as artifact:
+        cat = subprocess.Popen(["cat"], stdin=artifact, stdout=subprocess.PIPE)
+        result = subprocess.run([sys.executable, "-m", "pymender.cli.artifact", "validate", "-"],
+                                stdin=cat.stdout, capture_output=True, text=True)
+        cat.wait()
+    assert result.returncode == 0, result.stderr

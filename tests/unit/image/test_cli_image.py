@@ -1,0 +1,141 @@
+"""The pymender-image front end: options, output, and one-line errors with the right exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, require_tool
+from pymender.cli.common import run_cli
+from pymender.cli.image import main
+
+MIB = 1024 * 1024
+SMALL = ["--total-size-mb", "64", "--boot-size-mb", "4", "--data-size-mb", "8", "--alignment", "1048576"]
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = run_cli("pymender-image", main, argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_rootfs_size_defaults_to_meta_mender_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["rootfs-size"], capsys) == (0, "442368\n", "")
+    assert cli(["rootfs-size", "--bytes"], capsys) == (0, f"{432 * MIB}\n", "")
+    code, out, _ = cli(["rootfs-size", *SMALL], capsys)
+    assert (code, out) == (0, f"{25 * 1024}\n")
+
+
+def test_rootfs_size_json_has_the_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["rootfs-size", "--json", "--layout", "uefiimg", "--disk-id", "x"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["layout"] == "uefiimg" and data["rootfs_size_kib"] == 442368
+    assert len(data["partitions"]) == 4
+
+
+def test_rootfs_size_checks_a_rootfs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "r.ext4"
+    with open(image, "wb") as file:
+        file.truncate(26 * MIB)
+    code, out, err = cli(["rootfs-size", *SMALL, "--rootfs", str(image)], capsys)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert err.startswith("pymender-image: error: rootfs image ")
+    assert "to at least 66)" in err
+    with open(image, "wb") as file:
+        file.truncate(25 * MIB)
+    assert cli(["rootfs-size", *SMALL, "--rootfs", str(image)], capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "fragment"),
+    [
+        ([], 2, "the following arguments are required: COMMAND"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (["rootfs-size", "--alignment", "1000"], 2, "alignment 1000 bytes is not a positive"),
+        (["rootfs-size", "--alignment", "lots"], 2, "'lots' is not a whole number"),
+        (["rootfs-size", "--total-size-mb", "100"], 2, "sizes do not add up"),
+        (["rootfs-size", "--boot-size-mb", "0"], 2, "--boot-size-mb must be a positive"),
+        (["rootfs-size", "--reserved-bootloader-bytes", "4096"], 2, "not a multiple of the alignment"),
+        (["rootfs-size", "--json", "--bytes"], 2, "not allowed with argument"),
+        (["rootfs-size", "--disk-id", "0x0"], 2, "disk id 0x0 is not allowed"),
+        (["show"], 2, "the following arguments are required: IMAGE"),
+        (["show", "/nonexistent/image"], 3, "image /nonexistent/image does not exist"),
+        (["build", "--layout", "sdimg", "--rootfs", "r"], 2, "required: -o/--output"),
+        (["build", "--layout", "msdos", "--rootfs", "r", "-o", "x", "--boot-dir", "."], 2,
+         "invalid choice: 'msdos'"),
+        (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x"], 2,
+         "one of the arguments --boot-dir --boot-image is required"),
+        (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x", "--boot-dir", ".",
+          "--boot-image", "b"], 2, "not allowed with argument"),
+        (["build", "--layout", "sdimg", "--rootfs", "/nonexistent/r", "-o", "x", "--boot-dir", "."],
+         3, "rootfs image /nonexistent/r does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_code(
+    argv: list[str], code: int, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got, out, err = cli(argv, capsys)
+    assert got == code
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("pymender-image: error: ")
+    assert fragment in err
+
+
+def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, must in (
+        (["--help"], "rootfs-size"),
+        (["build", "--help"], "round_down((total - boot - data - 2 * alignment"),
+        (["show", "--help"], "--json"),
+        (["rootfs-size", "--help"], "MENDER_CALC_ROOTFS_SIZE"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0
+        assert must in capsys.readouterr().out
+
+
+def test_build_and_show(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for tool in ("mkfs.vfat", "mcopy", "mkfs.ext4"):
+        require_tool(tool)
+    out_image = tmp_path / "x.uefiimg"
+    argv = ["build", "--layout", "uefiimg", "--rootfs", str(rootfs), "--boot-dir", str(boot_dir),
+            *SMALL, "-o", str(out_image), "--bmap", "--disk-id", "0x11223344"]
+    code, out, err = cli(argv, capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith(f"wrote {out_image}: uefiimg, 64 MiB, disk id ")
+    assert lines[1].startswith("  1  boot      start      1048576  size      4194304 (4 MiB)")
+    assert lines[-1].startswith(f"wrote {out_image}.bmap: ")
+    code, out, _ = cli(["show", str(out_image), "--json"], capsys)
+    assert code == 0
+    assert [p["size"] for p in json.loads(out)["partitions"]] == [4 * MIB, 25 * MIB, 25 * MIB, 8 * MIB]
+    code, out, _ = cli(["build", *argv[1:], "--json"], capsys)
+    data = json.loads(out)
+    assert data["bmap"] == f"{out_image}.bmap" and data["bytes_written"] > 3 * MIB
+    assert cli(["build", *argv[1:], "-q"], capsys) == (0, "", "")
+
+
+def test_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "pymender-image"
+    if not script.exists():
+        pytest.skip("pymender-image is not installed in this environment")
+    proc = subprocess.run(
+        [str(script), "rootfs-size", "--alignment", "3"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip().startswith("pymender-image: error: alignment 3 bytes")
+    assert "Traceback" not in proc.stderr
