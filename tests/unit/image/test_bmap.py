@@ -44,7 +44,7 @@ def test_write_bmap_maps_data_blocks_with_checksums(tmp_path: Path) -> None:
         a, _, b = span.partition("-")
         ranges[(int(a), int(b or a))] = element.attrib["chksum"]
     data = image.read_bytes()
-    covered = set()
+    covered: set[int] = set()
     for (a, b), checksum in ranges.items():
         assert hashlib.sha256(data[a * 4096 : (b + 1) * 4096]).hexdigest() == checksum
         covered.update(range(a, b + 1))

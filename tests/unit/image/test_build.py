@@ -24,7 +24,7 @@ def _tools() -> None:
         require_tool(tool)
 
 
-def spec(tmp_path: Path, rootfs: Path, boot_dir: Path, **changes: object) -> ImageSpec:
+def spec(tmp_path: Path, rootfs: Path, boot_dir: Path | None, **changes: object) -> ImageSpec:
     base = ImageSpec(
         kind=ImageKind.SDIMG,
         rootfs=rootfs,
@@ -196,7 +196,7 @@ def test_rootfs_too_large_names_total_and_minimum(tmp_path: Path, boot_dir: Path
         build_image(spec(tmp_path, big, boot_dir))
     line = caught.value.one_line()
     assert "each rootfs partition holds 26214400 bytes (25 MiB)" in line
-    assert "raise --total-size-mb (PYMENDER_STORAGE_TOTAL_SIZE_MB in the Yocto layer) to at least 66" in line
+    assert "(raise --total-size-mb to at least 66; PYMENDER_STORAGE_TOTAL_SIZE_MB in the Yocto layer)" in line
     assert_nothing_written(tmp_path)
     # ...and the minimum it names is enough.
     check_spec(spec(tmp_path, big, boot_dir, sizes=replace(SMALL, total_mb=66)))
@@ -213,6 +213,7 @@ def test_rootfs_too_large_names_total_and_minimum(tmp_path: Path, boot_dir: Path
         ({"sizes": replace(SMALL, alignment=1000)}, ImageLayoutError, "not a positive multiple"),
         ({"sizes": replace(SMALL, total_mb=12)}, ImageLayoutError, "sizes do not add up"),
         ({"output": Path("/nonexistent/dir/out.img")}, OutputError, "does not exist"),
+        ({"output": Path("/dev/null")}, OutputError, "is not a regular file"),
         ({"disk_id": ""}, UsageError, "disk id"),
     ],
 )

@@ -46,7 +46,7 @@ def test_rootfs_size_checks_a_rootfs(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (code, out) == (2, "")
     assert err.count("\n") == 1
     assert err.startswith("pymender-image: error: rootfs image ")
-    assert "to at least 66)" in err
+    assert "raise --total-size-mb to at least 66;" in err
     with open(image, "wb") as file:
         file.truncate(25 * MIB)
     assert cli(["rootfs-size", *SMALL, "--rootfs", str(image)], capsys)[0] == 0

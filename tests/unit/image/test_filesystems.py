@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import struct
 import uuid
 from pathlib import Path
@@ -8,7 +9,6 @@ import pytest
 
 from helpers import require_tool
 from pymender.errors import ImageLayoutError, ToolError
-from pymender.image import filesystems
 from pymender.image.filesystems import DEFAULT_EPOCH, make_ext4, make_fat, probe_filesystem, source_date_epoch
 
 MIB = 1024 * 1024
@@ -142,7 +142,7 @@ def test_data_files_that_do_not_fit_name_the_data_size(tmp_path: Path) -> None:
 
 
 def test_missing_program_names_its_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(filesystems.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     with pytest.raises(ToolError) as caught:
         make_fat(tmp_path / "f", MIB, None, volume_id=1)
     assert caught.value.one_line() == "mkfs.vfat is not installed (install the dosfstools package)"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from pymender.image import sparse
 from pymender.image.sparse import CHUNK, copy_sparse, data_ranges
 
 MIB = 1024 * 1024
@@ -45,7 +44,7 @@ def test_data_ranges_without_seek_data_support_is_one_range(
     def no_seek_data(fd: int, pos: int, how: int) -> int:
         raise OSError(errno.EINVAL, "no")
 
-    monkeypatch.setattr(sparse.os, "lseek", no_seek_data)
+    monkeypatch.setattr(os, "lseek", no_seek_data)
     fd = os.open(path, os.O_RDONLY)
     try:
         assert list(data_ranges(fd, 10000)) == [(0, 10000)]

@@ -1,0 +1,236 @@
+"""Assembling a provisioning disk image (``.sdimg`` / ``.uefiimg``) from its parts.
+
+Everything that can be wrong with the request is checked first; then the image is written to a
+temporary file next to the output and renamed into place only when it is complete, so a failed
+build never leaves a half-written image under the output name. The image is sparse: it starts as
+a hole of the full size, and only partition tables and filesystem data are written into it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pymender.errors import ImageLayoutError, InputError, OutputError, UsageError
+from pymender.image import gpt, mbr
+from pymender.image.bmap import BmapSummary, write_bmap
+from pymender.image.filesystems import make_ext4, make_fat
+from pymender.image.ids import DEFAULT_DISK_ID
+from pymender.image.layout import (
+    BOOT_SIZE,
+    DATA_SIZE,
+    MIB,
+    TOTAL_SIZE,
+    DiskLayout,
+    ImageKind,
+    PartitionRole,
+    SizeRequest,
+    minimum_total_mb,
+    plan_layout,
+    raise_hint,
+)
+from pymender.image.sparse import copy_sparse, write_at
+
+GPT_NAMES = {
+    PartitionRole.BOOT: "boot",
+    PartitionRole.ROOTFS_A: "rootfs-a",
+    PartitionRole.ROOTFS_B: "rootfs-b",
+    PartitionRole.DATA: "data",
+}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything ``build_image`` needs; the CLI fills it from its options."""
+
+    kind: ImageKind
+    rootfs: Path
+    output: Path
+    sizes: SizeRequest = field(default_factory=SizeRequest)
+    boot_dir: Path | None = None
+    boot_image: Path | None = None
+    data_dir: Path | None = None
+    data_image: Path | None = None
+    disk_id: str = DEFAULT_DISK_ID
+    bmap: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    layout: DiskLayout
+    output: Path
+    bytes_written: int
+    """Bytes actually written into the image (tables and non-zero data), holes excluded."""
+    bmap: BmapSummary | None = None
+
+
+def _file_size(path: Path, what: str) -> int:
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise InputError(f"{what} {path} is not a regular file")
+    try:
+        with open(path, "rb") as file:
+            return os.fstat(file.fileno()).st_size
+    except PermissionError:
+        raise InputError(f"{what} {path} cannot be read (permission denied)") from None
+
+
+def _check_dir(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist")
+    if not path.is_dir():
+        raise InputError(f"{what} {path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"{what} {path} cannot be read (permission denied)")
+
+
+def _one_of(first: Path | None, second: Path | None, names: str, required: bool) -> None:
+    if first is not None and second is not None:
+        raise UsageError(f"give either {names}, not both")
+    if required and first is None and second is None:
+        raise UsageError(f"give one of {names}")
+
+
+def check_rootfs_fits(layout: DiskLayout, rootfs: Path) -> None:
+    """Refuse a rootfs image that is empty or larger than a rootfs partition of ``layout``."""
+    rootfs_size = _file_size(rootfs, "rootfs image")
+    if rootfs_size == 0:
+        raise InputError(f"rootfs image {rootfs} is empty")
+    if rootfs_size > layout.rootfs_size:
+        raise ImageLayoutError(
+            f"rootfs image {rootfs} is {rootfs_size} bytes "
+            f"({-(-rootfs_size // MIB)} MiB) but each rootfs partition holds "
+            f"{layout.rootfs_size} bytes ({layout.rootfs_size // MIB} MiB)",
+            hint=raise_hint(TOTAL_SIZE, minimum_total_mb(layout.request, rootfs_size)),
+        )
+
+
+def check_spec(spec: ImageSpec) -> DiskLayout:
+    """Validate every input and plan the layout; nothing is written."""
+    _one_of(spec.boot_dir, spec.boot_image, "--boot-dir or --boot-image", required=True)
+    _one_of(spec.data_dir, spec.data_image, "--data-dir or --data-image", required=False)
+    layout = plan_layout(spec.kind, spec.sizes, spec.disk_id)
+    check_rootfs_fits(layout, spec.rootfs)
+    for image, role, size_name, what in (
+        (spec.boot_image, PartitionRole.BOOT, BOOT_SIZE, "boot image"),
+        (spec.data_image, PartitionRole.DATA, DATA_SIZE, "data image"),
+    ):
+        if image is None:
+            continue
+        size = _file_size(image, what)
+        room = layout.partition(role).size
+        if size > room:
+            raise ImageLayoutError(
+                f"{what} {image} is {size} bytes but the {role.value} partition holds {room}",
+                hint=raise_hint(size_name),
+            )
+    for directory, what in ((spec.boot_dir, "boot directory"), (spec.data_dir, "data directory")):
+        if directory is not None:
+            _check_dir(directory, what)
+    out_dir = spec.output.parent
+    if not out_dir.is_dir():
+        raise OutputError(f"output directory {out_dir} does not exist")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {out_dir} is not writable")
+    if spec.output.exists() and not spec.output.is_file():
+        raise OutputError(
+            f"output {spec.output} exists and is not a regular file",
+            hint="write the image to a file, then flash it with 'bmaptool copy IMAGE DEVICE'",
+        )
+    for source in (spec.rootfs, spec.boot_image, spec.data_image):
+        if source is not None and spec.output.exists() and spec.output.samefile(source):
+            raise UsageError(f"output {spec.output} is also an input")
+    return layout
+
+
+def partition_tables(layout: DiskLayout) -> list[tuple[int, bytes]]:
+    """The ``(offset, bytes)`` pieces of the partition table(s) of ``layout``."""
+    if layout.kind is ImageKind.SDIMG:
+        entries = [
+            mbr.MbrEntry(
+                mbr.TYPE_EFI_SYSTEM if p.role is PartitionRole.BOOT else mbr.TYPE_LINUX,
+                p.start_sector,
+                p.size_sectors,
+                bootable=p.role is PartitionRole.BOOT,
+            )
+            for p in layout.partitions
+        ]
+        return [(0, mbr.encode_mbr(entries, layout.ids.mbr_signature))]
+    gpt_entries = [
+        gpt.GptEntry(
+            gpt.ESP_TYPE if p.role is PartitionRole.BOOT else gpt.LINUX_FS_TYPE,
+            layout.ids.partition_guids[p.number - 1],
+            p.start_sector,
+            p.start_sector + p.size_sectors - 1,
+            GPT_NAMES[p.role],
+        )
+        for p in layout.partitions
+    ]
+    primary, backup = gpt.encode_gpt(layout.ids.disk_guid, layout.total_sectors, gpt_entries)
+    return [
+        (0, mbr.protective_mbr(layout.total_sectors)),
+        (gpt.SECTOR, primary),
+        (gpt.backup_offset(layout.total_sectors), backup),
+    ]
+
+
+def _copy_file(path: Path, fd: int, offset: int) -> int:
+    src = os.open(path, os.O_RDONLY)
+    try:
+        return copy_sparse(src, fd, offset, os.fstat(src).st_size)
+    finally:
+        os.close(src)
+
+
+def _work_dir(output: Path) -> tempfile.TemporaryDirectory[str]:
+    """A scratch directory beside ``output``, so the finished image is renamed, not copied."""
+    try:
+        return tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.")
+    except OSError as err:
+        raise OutputError(f"cannot write {output}: {err.strerror}") from None
+
+
+def build_image(spec: ImageSpec) -> BuildResult:
+    """Build the image described by ``spec``; see the module docstring for the guarantees."""
+    layout = check_spec(spec)
+    boot = layout.partition(PartitionRole.BOOT)
+    data = layout.partition(PartitionRole.DATA)
+    with _work_dir(spec.output) as tmp:
+        work = Path(tmp)
+        boot_image = spec.boot_image
+        if boot_image is None:
+            boot_image = work / "boot.vfat"
+            make_fat(boot_image, boot.size, spec.boot_dir, volume_id=layout.ids.boot_volume_id)
+        data_image = spec.data_image
+        if data_image is None:
+            data_image = work / "data.ext4"
+            make_ext4(
+                data_image, data.size, spec.data_dir, fs_uuid=layout.ids.data_fs_uuid, work_dir=work
+            )
+        partial = work / "image"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, layout.total_size)
+            written = 0
+            for offset, blob in partition_tables(layout):
+                written += write_at(fd, blob, offset)
+            written += _copy_file(boot_image, fd, boot.start)
+            written += _copy_file(spec.rootfs, fd, layout.partition(PartitionRole.ROOTFS_A).start)
+            written += _copy_file(data_image, fd, data.start)
+        finally:
+            os.close(fd)
+        bmap_path = spec.output.with_name(spec.output.name + ".bmap")
+        summary = None
+        if spec.bmap:
+            summary = write_bmap(partial, work / "image.bmap")
+        os.replace(partial, spec.output)
+        if summary is not None:
+            os.replace(summary.path, bmap_path)
+            summary = replace(summary, path=bmap_path)
+        elif bmap_path.exists():
+            # bmaptool picks up IMAGE.bmap by itself: a stale one would flash the wrong blocks.
+            bmap_path.unlink()
+    return BuildResult(layout, spec.output, written, summary)
