@@ -74,6 +74,9 @@ class DeviceConfig:
     scripts_dir: Path = DEFAULT_SCRIPTS_DIR
     #: ``ArtifactInfoFile``: ``artifact_name=`` file naming the factory image's Artifact.
     artifact_info_file: Path = DEFAULT_ARTIFACT_INFO_FILE
+    #: ``SkipIdenticalBlocks``: read each block of the inactive partition first and write only
+    #: the blocks that differ (less flash wear, one extra read per block).
+    skip_identical_blocks: bool = False
     #: The file the settings came from (None: built-in defaults only).
     source: Path | None = field(default=None, compare=False)
 
@@ -142,6 +145,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any], bool]] = {
     "DataDir": ("data_dir", _string, True),
     "ScriptsDir": ("scripts_dir", _string, True),
     "ArtifactInfoFile": ("artifact_info_file", _string, True),
+    "SkipIdenticalBlocks": ("skip_identical_blocks", _boolean, False),
 }
 #: Every key pymender reads, for documentation and tests.
 CONFIG_KEYS = tuple(_KEYS)

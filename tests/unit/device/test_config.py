@@ -58,6 +58,7 @@ def test_every_key_is_read(scratch: Path) -> None:
         "DataDir": "/data/pymender",
         "ScriptsDir": "/etc/pymender/scripts",
         "ArtifactInfoFile": "/etc/artifact_info",
+        "SkipIdenticalBlocks": True,
     }
     assert set(document) | {"ArtifactVerifyKey"} == set(CONFIG_KEYS)
     config = load_config(write(scratch / "pymender.conf", document))
@@ -79,6 +80,7 @@ def test_every_key_is_read(scratch: Path) -> None:
         data_dir=Path("/data/pymender"),
         scripts_dir=Path("/etc/pymender/scripts"),
         artifact_info_file=Path("/etc/artifact_info"),
+        skip_identical_blocks=True,
     )
     assert config.source == scratch / "pymender.conf"
 

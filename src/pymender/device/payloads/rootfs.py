@@ -1,0 +1,181 @@
+"""Write a ``rootfs-image`` payload to the inactive partition, straight from the Artifact stream.
+
+The payload is never stored anywhere else: each block read from the Artifact (already
+decompressed, its SHA-256 updated on the fly by the reader) goes to the partition at once. So:
+
+- Whether the payload fits is checked *before* the first byte is written: a block device's size
+  comes from ``ioctl(BLKGETSIZE64)`` (or a seek to its end), a regular file standing in for a
+  partition keeps its current size and must already be at least as large as the payload (it is
+  never grown or truncated).
+- Data goes out in large blocks (1 MiB by default, one buffer reused for the whole payload),
+  aligned to the block size from the start of the partition.
+- With ``skip_identical`` (configuration key ``SkipIdenticalBlocks``) each block is first read
+  back from the partition and written only when it differs, as Mender does, which spares flash
+  wear when most of the image did not change; it costs one read per block.
+- The reader checks the payload's SHA-256 on the read that returns its last byte and raises
+  :class:`~pymender.errors.ChecksumError` from that read, so a bad payload stops the write before
+  its last block and :func:`write_rootfs` never returns for it. The inactive partition then holds
+  junk, which is harmless: nothing points at it until the installer switches the bootloader, and
+  it does that only after this function returned.
+- One ``fsync`` at the end makes the whole image durable before the bootloader is switched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pymender.errors import ArtifactTruncatedError, DeviceError, IncompatibleArtifactError
+
+#: Bytes per write (and per read-compare).
+BLOCK_SIZE = 1 << 20
+
+
+def _ior(group: int, number: int, size: int) -> int:
+    """Linux ``_IOR()``: an ioctl request number that reads ``size`` bytes."""
+    return (2 << 30) | (size << 16) | (group << 8) | number
+
+
+#: ``BLKGETSIZE64`` is ``_IOR(0x12, 114, size_t)``; the kernel writes a 64-bit size.
+BLKGETSIZE64 = _ior(0x12, 114, struct.calcsize("N"))
+
+
+class PayloadStream(Protocol):
+    """What the writer reads from: the reader's ``PayloadFile`` (or any binary stream)."""
+
+    def readinto(self, buffer: Any) -> int: ...
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    """What one payload write did."""
+
+    bytes_written: int
+    blocks_written: int
+    blocks_skipped: int
+
+
+def partition_size(path: str | Path) -> int:
+    """The usable size of a partition (block device) or of a file standing in for one."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise DeviceError(f"cannot examine the partition {path}: {err.strerror}") from None
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    if not stat.S_ISBLK(info.st_mode):
+        raise DeviceError(f"{path} is neither a block device nor a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise DeviceError(f"cannot open the partition {path}: {err.strerror}") from None
+    try:
+        try:
+            raw = fcntl.ioctl(fd, BLKGETSIZE64, bytes(8))
+            return int(struct.unpack("=Q", raw[:8])[0])
+        except OSError:
+            return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def check_fits(payload_size: int, path: str | Path) -> None:
+    """Refuse a payload larger than the partition, before anything is written."""
+    available = partition_size(path)
+    if payload_size > available:
+        raise IncompatibleArtifactError(
+            f"the root filesystem image ({payload_size} bytes) does not fit the inactive partition "
+            f"{path} ({available} bytes)",
+            hint="build a smaller image, or make the partitions larger; nothing was written",
+        )
+
+
+def write_rootfs(
+    stream: PayloadStream,
+    size: int,
+    target: str | Path,
+    *,
+    skip_identical: bool = False,
+    block_size: int = BLOCK_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> WriteStats:
+    """Copy exactly ``size`` bytes from ``stream`` to the start of ``target``, then fsync.
+
+    ``progress`` is called with the number of payload bytes handled after each block. Errors of
+    the stream (checksum, truncation) propagate unchanged; I/O errors of the target become
+    :class:`DeviceError`.
+    """
+    if block_size <= 0 or block_size % 4096:
+        raise ValueError("block_size must be a positive multiple of 4096")
+    check_fits(size, target)
+    try:
+        fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as err:
+        raise DeviceError(
+            f"cannot open the inactive partition {target} for writing: {err.strerror}",
+            hint="run as root, and make sure nothing has it mounted",
+        ) from None
+    buffer = bytearray(block_size)
+    view = memoryview(buffer)
+    compare = bytearray(block_size) if skip_identical else None
+    compare_view = memoryview(compare) if compare is not None else None
+    offset = written_blocks = skipped_blocks = 0
+    try:
+        while offset < size:
+            wanted = min(block_size, size - offset)
+            filled = 0
+            while filled < wanted:
+                count = stream.readinto(view[filled:wanted])
+                if not count:
+                    raise ArtifactTruncatedError(
+                        f"the root filesystem image ended after {offset + filled} of {size} bytes",
+                        hint="the Artifact is incomplete; download or copy it again",
+                    )
+                filled += count
+            if compare_view is not None and _same_as_on_disk(fd, view[:wanted], compare_view, offset, target):
+                skipped_blocks += 1
+            else:
+                _write_at(fd, view[:wanted], offset, target)
+                written_blocks += 1
+            offset += wanted
+            if progress is not None:
+                progress(offset)
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            raise DeviceError(f"cannot flush the inactive partition {target}: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    return WriteStats(bytes_written=size, blocks_written=written_blocks, blocks_skipped=skipped_blocks)
+
+
+def _same_as_on_disk(fd: int, data: memoryview, scratch: memoryview, offset: int, target: str | Path) -> bool:
+    want = len(data)
+    got = 0
+    try:
+        while got < want:
+            count = os.preadv(fd, [scratch[got:want]], offset + got)
+            if count == 0:
+                return False
+            got += count
+    except OSError as err:
+        raise DeviceError(f"cannot read the inactive partition {target}: {err.strerror}") from None
+    return scratch[:want] == data
+
+
+def _write_at(fd: int, data: memoryview, offset: int, target: str | Path) -> None:
+    done = 0
+    try:
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], offset + done)
+    except OSError as err:
+        raise DeviceError(f"cannot write to the inactive partition {target}: {err.strerror}") from None
+
+
+__all__ = ["BLOCK_SIZE", "WriteStats", "check_fits", "partition_size", "write_rootfs"]

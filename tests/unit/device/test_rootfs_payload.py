@@ -1,0 +1,119 @@
+"""Writing a rootfs-image payload to the inactive partition."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from artifact_factory import write_rootfs
+from pymender.artifact.reader import ArtifactReader
+from pymender.device.payloads import BOOTSTRAP, ROOTFS, payload_kind
+from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size, write_rootfs as write_payload
+from pymender.errors import (
+    ArtifactTruncatedError,
+    ArtifactUnsupportedError,
+    ChecksumError,
+    DeviceError,
+    IncompatibleArtifactError,
+)
+
+BLOCK = 64 * 1024
+
+
+def _partition(tmp: Path, size: int, fill: bytes = b"\xee") -> Path:
+    path = tmp / "part.img"
+    path.write_bytes(fill * size)
+    return path
+
+
+def test_payload_kinds() -> None:
+    assert payload_kind("rootfs-image") == ROOTFS
+    assert payload_kind(None) == BOOTSTRAP and payload_kind("") == BOOTSTRAP
+    with pytest.raises(ArtifactUnsupportedError, match="'single-file' needs an Update Module"):
+        payload_kind("single-file")
+
+
+def test_blkgetsize64_request_number() -> None:
+    assert BLKGETSIZE64 == (0x80081272 if sys.maxsize > 2**32 else 0x80041272)
+
+
+def test_writes_exactly_the_payload_and_leaves_the_rest(tmp_path: Path) -> None:
+    data = os.urandom(3 * BLOCK + 123)
+    part = _partition(tmp_path, 5 * BLOCK)
+    seen: list[int] = []
+    stats = write_payload(io.BytesIO(data), len(data), part, block_size=BLOCK, progress=seen.append)
+    content = part.read_bytes()
+    assert content[: len(data)] == data and content[len(data):] == b"\xee" * (5 * BLOCK - len(data))
+    assert len(content) == 5 * BLOCK  # never truncated or grown
+    assert (stats.blocks_written, stats.blocks_skipped, stats.bytes_written) == (4, 0, len(data))
+    assert seen == [BLOCK, 2 * BLOCK, 3 * BLOCK, len(data)]
+
+
+def test_identical_blocks_are_skipped(tmp_path: Path) -> None:
+    data = os.urandom(4 * BLOCK)
+    part = _partition(tmp_path, 4 * BLOCK)
+    part.write_bytes(data[: 2 * BLOCK] + bytes(BLOCK) + data[3 * BLOCK:])
+    stats = write_payload(io.BytesIO(data), len(data), part, block_size=BLOCK, skip_identical=True)
+    assert part.read_bytes() == data
+    assert (stats.blocks_written, stats.blocks_skipped) == (1, 3)
+
+
+def test_too_large_payload_is_refused_before_writing(tmp_path: Path) -> None:
+    part = _partition(tmp_path, BLOCK)
+    before = part.read_bytes()
+    with pytest.raises(IncompatibleArtifactError, match=rf"\({BLOCK + 1} bytes\) does not fit .* \({BLOCK} bytes\)"):
+        write_payload(io.BytesIO(bytes(BLOCK + 1)), BLOCK + 1, part, block_size=BLOCK)
+    assert part.read_bytes() == before
+    check_fits(BLOCK, part)
+
+
+def test_short_stream_is_a_truncation(tmp_path: Path) -> None:
+    part = _partition(tmp_path, 2 * BLOCK)
+    with pytest.raises(ArtifactTruncatedError, match="ended after 100 of 200 bytes"):
+        write_payload(io.BytesIO(bytes(100)), 200, part, block_size=BLOCK)
+
+
+def test_missing_or_odd_targets(tmp_path: Path) -> None:
+    with pytest.raises(DeviceError, match="cannot examine"):
+        partition_size(tmp_path / "missing")
+    with pytest.raises(DeviceError, match="neither a block device nor a regular file"):
+        partition_size(tmp_path)
+    with pytest.raises(ValueError):
+        write_payload(io.BytesIO(b""), 0, _partition(tmp_path, BLOCK), block_size=1000)
+
+
+def test_checksum_mismatch_raises_before_the_last_block_is_written(tmp_path: Path) -> None:
+    image = tmp_path / "rootfs.ext4"
+    payload = os.urandom(3 * BLOCK + 10)
+    image.write_bytes(payload)
+    artifact = write_rootfs(tmp_path, "bad", compression="none", image=image)
+    raw = bytearray(artifact.read_bytes())
+    where = raw.find(payload[-64:])
+    raw[where + 60] ^= 0xFF  # one flipped bit in the last block of the image
+    part = _partition(tmp_path, 4 * BLOCK)
+    reader = ArtifactReader(io.BytesIO(bytes(raw)))
+    reader.read_header()
+    stream = next(reader.payload_files())
+    with pytest.raises(ChecksumError):
+        write_payload(stream, stream.size, part, block_size=BLOCK)
+    content = part.read_bytes()
+    assert content[: 3 * BLOCK] == payload[: 3 * BLOCK]
+    assert content[3 * BLOCK:] == b"\xee" * BLOCK  # the block holding the bad byte never arrived
+
+
+def test_payload_from_an_artifact(tmp_path: Path) -> None:
+    image = tmp_path / "rootfs.ext4"
+    image.write_bytes(os.urandom(200_000))
+    artifact = write_rootfs(tmp_path, "good", compression="gzip", image=image)
+    part = _partition(tmp_path, 300_000)
+    reader = ArtifactReader(io.BytesIO(artifact.read_bytes()))
+    reader.read_header()
+    for stream in reader.payload_files():
+        write_payload(stream, stream.size, part)
+    written = part.read_bytes()[:200_000]
+    assert hashlib.sha256(written).digest() == hashlib.sha256(image.read_bytes()).digest()
