@@ -37,7 +37,7 @@ from .tarstream import Readable
 
 Sink = Callable[[bytes], Any]
 
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 256 * 1024  # compressed bytes per read: ~1 MiB of output per decompress call
 # xz decompression needs the dictionary in memory; upstream writes 64 MiB dictionaries.
 XZ_MEMLIMIT = 256 * 1024 * 1024
 ZSTD_MAX_WINDOW = 128 * 1024 * 1024
@@ -100,10 +100,20 @@ def _zstandard() -> Any:
 
 class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+def _readinto_from(read: Callable[[int], bytes], buffer: memoryview) -> int:
+    data = read(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
 
 
 class _StreamDecompressor:
     """Bounded reads over a zlib- or lzma-like decompressor that may span several streams."""
+
+    #: The decompressor makes a new ``bytes`` object anyway: ``read`` costs no extra copy.
+    native_readinto = False
 
     def __init__(self, raw: Readable, new: Callable[[], Any], what: str) -> None:
         self._raw = raw
@@ -154,6 +164,9 @@ class _StreamDecompressor:
             if out:
                 return bytes(out)
 
+    def readinto(self, buffer: memoryview) -> int:
+        return _readinto_from(self.read, buffer)
+
 
 class _ZstdReader:
     def __init__(self, raw: Readable, what: str) -> None:
@@ -172,6 +185,13 @@ class _ZstdReader:
         except self._error_type as err:
             raise ArtifactFormatError(f"{self._what} is not valid zstd data: {err}") from None
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Decompress straight into ``buffer`` (no intermediate bytes object)."""
+        try:
+            return int(self._reader.readinto(buffer))
+        except self._error_type as err:
+            raise ArtifactFormatError(f"{self._what} is not valid zstd data: {err}") from None
+
 
 class _Plain:
     def __init__(self, raw: Readable) -> None:
@@ -179,6 +199,12 @@ class _Plain:
 
     def read(self, size: int = -1) -> bytes:
         return self._raw.read(size)
+
+    def readinto(self, buffer: memoryview) -> int:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            return _readinto_from(self._raw.read, buffer)
+        return int(readinto(buffer))
 
 
 def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:

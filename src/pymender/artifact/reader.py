@@ -16,7 +16,10 @@ temporary file and never holds a payload in memory. The order of events is the o
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +66,17 @@ class _Counter:
         self.count += len(data)
         return data
 
+    def readinto(self, buffer: memoryview) -> int:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            data = self._raw.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        else:
+            count = readinto(buffer) or 0
+        self.count += count
+        return count
+
 
 class _Hashing:
     def __init__(self, raw: Readable) -> None:
@@ -79,6 +93,63 @@ class _Hashing:
             pass
 
 
+#: Payload files at least this large are hashed on a worker thread (see :class:`_BackgroundHash`).
+BACKGROUND_HASH_MIN = 4 * 1024 * 1024
+#: Chunks waiting for the hash at most; bounds the memory held for it.
+BACKGROUND_HASH_AHEAD = 2
+
+
+def _cores() -> int:
+    """CPUs this process may run on: with only one, hashing on a thread gains nothing."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _BackgroundHash:
+    """SHA-256 of a sequence of chunks, computed in order on one worker thread.
+
+    ``hashlib`` releases the GIL while it hashes a large buffer, so hashing one chunk overlaps
+    decompressing (and writing) the next: a payload costs the slower of the two, not their sum.
+    A chunk is hashed from memory nobody else can change meanwhile: an immutable ``bytes``
+    as it is, anything else from a copy in one of :data:`BACKGROUND_HASH_AHEAD` reused slots.
+    :meth:`hexdigest` waits for every chunk.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pymender-sha256")
+        self._pending: deque[tuple[Future[None], bytearray | None]] = deque()
+        self._free: list[bytearray] = []
+
+    def update(self, data: bytes | memoryview) -> None:
+        while len(self._pending) >= BACKGROUND_HASH_AHEAD:
+            self._collect()
+        slot: bytearray | None = None
+        if type(data) is not bytes:
+            size = len(data)
+            slot = self._free.pop() if self._free else bytearray(size)
+            if len(slot) < size:
+                slot = bytearray(size)
+            chunk = memoryview(slot)[:size]
+            chunk[:] = data
+            data = chunk
+        self._pending.append((self._pool.submit(self._hash.update, data), slot))
+
+    def _collect(self) -> None:
+        future, slot = self._pending.popleft()
+        future.result()
+        if slot is not None:
+            self._free.append(slot)
+
+    def hexdigest(self) -> str:
+        while self._pending:
+            self._collect()
+        self._pool.shutdown()
+        return self._hash.hexdigest()
+
+
 class PayloadFile:
     """One file of a payload, readable once; its checksum is verified at its last byte."""
 
@@ -92,8 +163,10 @@ class PayloadFile:
         self.path = path
         self.expected_sha256 = manifest.expect(path)
         self._tar = tar
+        self._native_readinto = tar.native_readinto
         self._manifest = manifest
-        self._hash = hashlib.sha256()
+        self._hash: _BackgroundHash | Any = (
+            _BackgroundHash() if member.size >= BACKGROUND_HASH_MIN and _cores() > 1 else hashlib.sha256())
         self._left = member.size
         self.sha256: str | None = None
         if member.size == 0:
@@ -115,9 +188,27 @@ class PayloadFile:
         return data
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """Like :meth:`read`, straight into ``buffer``: no intermediate copy for uncompressed
+        and zstd payloads. The bytes are hashed from ``buffer`` before this returns."""
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        if len(view) > self._left:
+            view = view[: self._left]
+        if self._native_readinto:
+            count = self._tar.readinto(view)
+            self._hash.update(view[:count])
+        else:  # gzip, xz: hash the decompressor's own bytes object, then copy it once
+            data = self._tar.read(len(view))
+            count = len(data)
+            self._hash.update(data)
+            view[:count] = data
+        self._left -= count
+        if self._left == 0:
+            self._done()
+        return count
 
     def drain(self) -> None:
         while self.read(1 << 20):

@@ -13,7 +13,6 @@ where the contents allow.
 from __future__ import annotations
 
 import posixpath
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -156,6 +155,33 @@ class TarReader:
         self._remaining -= len(chunk)
         return chunk
 
+    @property
+    def native_readinto(self) -> bool:
+        """Whether :meth:`readinto` saves a copy over :meth:`read` (the stream fills the buffer
+        itself) rather than copying out of a ``bytes`` object the stream made anyway."""
+        return bool(getattr(self._stream, "native_readinto", hasattr(self._stream, "readinto")))
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Like :meth:`read` into ``buffer`` (a byte memoryview); no copy when the stream has
+        ``readinto`` itself (a file, a decompressing reader), which large payloads rely on."""
+        if self._remaining <= 0:
+            return 0
+        view = buffer[: self._remaining] if len(buffer) > self._remaining else buffer
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            count = int(readinto(view) or 0)
+        else:
+            chunk = self._stream.read(len(view))
+            count = len(chunk)
+            view[:count] = chunk
+        if not count:
+            raise ArtifactTruncatedError(
+                f"the Artifact ends inside a member of {self._where}",
+                hint="the file is incomplete; download or copy it again",
+            )
+        self._remaining -= count
+        return count
+
     def _skip_rest(self) -> None:
         while self._remaining > 0:
             self.read(min(self._remaining, 1 << 20))
@@ -289,6 +315,8 @@ def tar_header(name: str, size: int, *, mode: int = 0o600, mtime: int = 0,
     """
     if size <= USTAR_MAX_SIZE and len(name.encode()) <= 100 and 0 <= mtime < 8**11:
         return _ustar(name, size, mode, mtime, uid, gid, uname, gname)
+    import tarfile  # only here: the device's read path never needs it
+
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = mode
@@ -309,6 +337,8 @@ def single_block_header(name: str, size: int, **fields: int | str) -> bytes:
         raise ValueError(f"member name too long for a single header block: {name}")
     if size <= USTAR_MAX_SIZE:
         return tar_header(name, size, **fields)  # type: ignore[arg-type]
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = int(fields.get("mode", 0o600))

@@ -7,7 +7,7 @@ decompressed, its SHA-256 updated on the fly by the reader) goes to the partitio
   comes from ``ioctl(BLKGETSIZE64)`` (or a seek to its end), a regular file standing in for a
   partition keeps its current size and must already be at least as large as the payload (it is
   never grown or truncated).
-- Data goes out in large blocks (1 MiB by default, one buffer reused for the whole payload),
+- Data goes out in large blocks (1 MiB by default, from a small ring of reused buffers),
   aligned to the block size from the start of the partition.
 - With ``skip_identical`` (configuration key ``SkipIdenticalBlocks``) each block is first read
   back from the partition and written only when it differs, as Mender does, which spares flash
@@ -18,6 +18,16 @@ decompressed, its SHA-256 updated on the fly by the reader) goes to the partitio
   junk, which is harmless: nothing points at it until the installer switches the bootloader, and
   it does that only after this function returned.
 - One ``fsync`` at the end makes the whole image durable before the bootloader is switched.
+
+Speed: reading (decompression, SHA-256) and writing overlap. The calling thread fills one buffer
+while a single writer thread writes the previous ones (a ring of :data:`BUFFERS` buffers, so
+memory stays bounded whatever the image size); ``pwrite``, ``zlib``, ``zstd`` and ``hashlib`` all
+release the GIL. Every :data:`WRITEBACK_CHUNK` bytes the writer asks the kernel to start writing
+the range it just wrote back to the storage (``posix_fadvise(DONTNEED)`` starts asynchronous
+writeback of dirty pages and drops the clean ones), so the disk works while the next blocks are
+decompressed instead of all at the final ``fsync``, and the image does not crowd the page cache
+of a small device. Blocks are still written in order; a failure of any of them is reported,
+and :func:`write_rootfs` returns or raises only once no write is running any more.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ import fcntl
 import os
 import stat
 import struct
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +47,10 @@ from pymender.errors import ArtifactTruncatedError, DeviceError, IncompatibleArt
 
 #: Bytes per write (and per read-compare).
 BLOCK_SIZE = 1 << 20
+#: Buffers in the ring shared by the reading thread and the writer thread.
+BUFFERS = 3
+#: Bytes written between two requests to the kernel to start writing back.
+WRITEBACK_CHUNK = 8 << 20
 
 
 def _ior(group: int, number: int, size: int) -> int:
@@ -121,38 +137,101 @@ def write_rootfs(
             f"cannot open the inactive partition {target} for writing: {err.strerror}",
             hint="run as root, and make sure nothing has it mounted",
         ) from None
-    buffer = bytearray(block_size)
-    view = memoryview(buffer)
-    compare = bytearray(block_size) if skip_identical else None
-    compare_view = memoryview(compare) if compare is not None else None
-    offset = written_blocks = skipped_blocks = 0
+    writer = _BlockWriter(fd, target, block_size, skip_identical)
+    offset = 0
     try:
         while offset < size:
             wanted = min(block_size, size - offset)
+            view = writer.next_buffer()[:wanted]
             filled = 0
             while filled < wanted:
-                count = stream.readinto(view[filled:wanted])
+                count = stream.readinto(view[filled:])
                 if not count:
                     raise ArtifactTruncatedError(
                         f"the root filesystem image ended after {offset + filled} of {size} bytes",
                         hint="the Artifact is incomplete; download or copy it again",
                     )
                 filled += count
-            if compare_view is not None and _same_as_on_disk(fd, view[:wanted], compare_view, offset, target):
-                skipped_blocks += 1
-            else:
-                _write_at(fd, view[:wanted], offset, target)
-                written_blocks += 1
+            writer.submit(view, offset)
             offset += wanted
             if progress is not None:
                 progress(offset)
+        writer.finish()
         try:
             os.fsync(fd)
         except OSError as err:
             raise DeviceError(f"cannot flush the inactive partition {target}: {err.strerror}") from None
     finally:
+        writer.close()
         os.close(fd)
-    return WriteStats(bytes_written=size, blocks_written=written_blocks, blocks_skipped=skipped_blocks)
+    return WriteStats(bytes_written=size, blocks_written=writer.written, blocks_skipped=writer.skipped)
+
+
+class _BlockWriter:
+    """Writes blocks at their offsets on one worker thread, from a ring of reused buffers.
+
+    :meth:`next_buffer` hands out the buffer whose earlier write has completed; :meth:`submit`
+    queues it. At most ``BUFFERS - 1`` writes are queued while the caller fills the next buffer.
+    """
+
+    def __init__(self, fd: int, target: str | Path, block_size: int, skip_identical: bool) -> None:
+        self._fd = fd
+        self._target = target
+        self._buffers = [memoryview(bytearray(block_size)) for _ in range(BUFFERS)]
+        self._compare = memoryview(bytearray(block_size)) if skip_identical else None
+        self._next = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pymender-write")
+        self._pending: deque[Future[bool]] = deque()
+        self._unflushed_from = 0
+        self.written = 0
+        self.skipped = 0
+
+    def next_buffer(self) -> memoryview:
+        while len(self._pending) >= BUFFERS - 1:
+            self._collect()
+        buffer = self._buffers[self._next]
+        self._next = (self._next + 1) % BUFFERS
+        return buffer
+
+    def submit(self, data: memoryview, offset: int) -> None:
+        self._pending.append(self._pool.submit(self._write, data, offset))
+
+    def finish(self) -> None:
+        """Wait for every queued write; raise the first failure."""
+        while self._pending:
+            self._collect()
+
+    def close(self) -> None:
+        """Let queued writes end (errors of an aborted write are not news) and stop the thread."""
+        self._pool.shutdown(wait=True)
+
+    def _collect(self) -> None:
+        if self._pending.popleft().result():
+            self.written += 1
+        else:
+            self.skipped += 1
+
+    def _write(self, data: memoryview, offset: int) -> bool:
+        """Runs on the writer thread: True if written, False if skipped as identical."""
+        if self._compare is not None and _same_as_on_disk(self._fd, data, self._compare, offset, self._target):
+            return False
+        _write_at(self._fd, data, offset, self._target)
+        end = offset + len(data)
+        if end - self._unflushed_from >= WRITEBACK_CHUNK:
+            _start_writeback(self._fd, self._unflushed_from, end - self._unflushed_from)
+            self._unflushed_from = end
+        return True
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to write ``length`` bytes at ``offset`` back now, without waiting.
+
+    Only a hint: the final ``fsync`` is what makes the data durable, so a refusal is ignored.
+    """
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux, or a device without it
+        pass
 
 
 def _same_as_on_disk(fd: int, data: memoryview, scratch: memoryview, offset: int, target: str | Path) -> bool:
@@ -178,4 +257,4 @@ def _write_at(fd: int, data: memoryview, offset: int, target: str | Path) -> Non
         raise DeviceError(f"cannot write to the inactive partition {target}: {err.strerror}") from None
 
 
-__all__ = ["BLOCK_SIZE", "WriteStats", "check_fits", "partition_size", "write_rootfs"]
+__all__ = ["BLOCK_SIZE", "BUFFERS", "WRITEBACK_CHUNK", "WriteStats", "check_fits", "partition_size", "write_rootfs"]

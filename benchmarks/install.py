@@ -1,0 +1,613 @@
+#!/usr/bin/env python3
+"""Benchmark: ``pymender install`` against the physical limit and Debian's ``mender-client`` 3.4.
+
+One run installs a rootfs-image Artifact (default 512 MiB ext4 image; compressions none, gzip
+and zstd) into a preallocated regular file standing in for the inactive partition, and reports
+side by side:
+
+- **pymender**: ``pymender -c CONFIG install --no-progress ARTIFACT`` in a subprocess, on a
+  simulated host device (regular files as partitions, a GRUB environment directory, the running
+  partition pinned with ``RootDevice``). Wall time of the whole command (interpreter start,
+  header checks, payload write, fsync, bootloader switch, state store), and its peak RSS.
+- **limit**: the fastest way this machine has to put the same payload bytes into the same file
+  and make them durable: the compressed data member is extracted from the Artifact beforehand,
+  then only decompression + write + fsync are timed, with the native tools (``pigz -dc``, which
+  decompresses faster than ``gzip -dc``, or ``gzip -dc`` without pigz; ``zstd -dc``) piped into
+  ``dd ... conv=fsync``; for ``none`` a single ``dd`` copies the image bytes out of the
+  Artifact. Each is run with a plain ``dd`` and with ``dd oflag=nocache`` (which starts the
+  writeback during the copy, as pymender does), and the faster counts. It neither parses the
+  Artifact nor hashes anything, so it is a bound, not an equal task.
+- **mender-client** 3.4 (Debian's ``mender-client`` package), ``mender install`` in standalone
+  mode on the same Artifact. It refuses regular files as partitions ("Failed to read size of
+  block device ...: not a block device"), so it is driven on loop devices attached to the same
+  files; to compare like with like, pymender and the limit are run on those loop devices as
+  well. Its environment: RootfsPartA/B naming the loop devices, a ``device_type`` file in its
+  data directory, the U-Boot environment in two regular files through ``fw_printenv``/``fw_setenv``
+  wrappers that pass a private ``fw_env.config``, a ``mount`` wrapper that reports loop device A
+  mounted on ``/`` (how 3.x finds the running partition), and, since 3.4 reads the current
+  Artifact name from the hard-coded ``/etc/mender/artifact_info`` before its database has one,
+  a private mount namespace (``unshare -m``) in which a scratch directory is bind-mounted on
+  ``/etc/mender``. Needs root, ``losetup`` and ``unshare``; otherwise those rows are left out and
+  the reason is printed. mender-client 3.4 cannot read zstd Artifacts.
+
+Each measurement runs ``--runs`` times (default 3), interleaved, and the median wall time is
+reported; throughput is payload (image) bytes / wall time, in MiB/s. Peak RSS is GNU ``time``'s
+``%M`` (maximum over the runs). Between runs the state (store, bootloader environment) is reset
+and the target's page cache dropped with ``posix_fadvise(DONTNEED)``; the Artifact and the
+extracted member are read once beforehand, so every run reads them from the page cache.
+Python's byte-code cache is enabled for the measured ``pymender`` (in the work directory) and
+filled before the first run, as a device ships compiled modules.
+
+RSS flatness: pymender additionally installs Artifacts of a ``--small-mib`` (default 128 MiB)
+image; its peak RSS is printed next to that of the full-size install.
+
+Targets: pymender at least 90 % of the limit, faster than mender-client, peak RSS under 40 MB
+and the same for both image sizes.
+
+    python benchmarks/install.py [--size-mib 512] [--small-mib 128] [--runs 3] [--workdir DIR]
+                                 [--no-mender-client] [--compressions none,gzip,zstd]
+
+The image is built by ``build_image`` of ``benchmarks/artifact.py`` (real files from ``/usr``
+plus seeded pseudo-random blobs, about 75 % full, reproducible); images and Artifacts in
+``--workdir`` are reused when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import artifact as artifact_bench  # noqa: E402  (benchmarks/artifact.py: the image builder)
+
+MIB = 1024 * 1024
+MB = 1000 * 1000
+RSS_TARGET = 40 * MB
+RATIO_TARGET = 0.90
+DEVICE_TYPE = "bench-device"
+COMPRESSIONS = ("none", "gzip", "zstd")
+MENDER_CLIENT_COMPRESSIONS = ("none", "gzip")  # 3.4 has no zstd
+GNU_TIME = "/usr/bin/time"
+PARTITION_SLACK = 8 * MIB
+DD_BLOCK = "4M"
+
+
+# --- Running and measuring ---------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss: int  # bytes
+    ok: bool
+    error: str = ""
+
+
+#: The environment of every measured command. Python's byte-code cache is on (a device ships
+#: compiled modules), kept in the work directory rather than next to the sources.
+CHILD_ENV = dict(os.environ)
+
+
+def use_bytecode_cache(work: Path) -> None:
+    CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    # compile once, outside every measurement
+    subprocess.run([sys.executable, "-c", "import pymender.cli.device"], env=CHILD_ENV, check=True)
+
+
+def measure(cmd: list[str], label: str) -> Run:
+    """Run ``cmd`` once under GNU time (see benchmarks/artifact.py for why not wait4 here)."""
+    with tempfile.TemporaryFile() as errors, tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        proc = subprocess.run([GNU_TIME, "-q", "-o", report.name, "-f", "%M", *cmd],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                              check=False, env=CHILD_ENV)
+        seconds = time.perf_counter() - start
+        errors.seek(0)
+        text = errors.read().decode(errors="replace").strip()
+        lines = report.read().split()
+    ok = proc.returncode == 0
+    max_rss = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
+    run = Run(seconds, max_rss, ok, "" if ok else (text.splitlines() or [""])[-1])
+    state = "ok" if ok else f"FAILED (exit {proc.returncode}): {run.error}"
+    print(f"  {seconds:7.2f} s {max_rss / MB:6.1f} MB  {state}  <- {label}", file=sys.stderr, flush=True)
+    return run
+
+
+@dataclass
+class Series:
+    runs: list[Run] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and all(run.ok for run in self.runs)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(run.seconds for run in self.runs)
+
+    @property
+    def max_rss(self) -> int:
+        return max(run.max_rss for run in self.runs)
+
+    def throughput(self, size: int) -> float | None:
+        return size / MIB / self.seconds if self.ok else None
+
+
+def drop_cache(path: Path | str) -> None:
+    """Write back and forget ``path``'s cached pages, so every run starts from the same state."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as file:
+        while file.read(4 * MIB):
+            pass
+
+
+# --- Inputs --------------------------------------------------------------------------------------
+
+
+def tool_path(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} is not installed")
+    return found
+
+
+def build_image(work: Path, size_mib: int) -> Path:
+    image = work / f"rootfs-{size_mib}.ext4"
+    if image.exists() and image.stat().st_size == size_mib * MIB:
+        return image
+    print(f"building a {size_mib} MiB ext4 image ...", file=sys.stderr, flush=True)
+    partial = image.with_suffix(".partial")
+    artifact_bench.build_image(partial, size_mib * MIB, 0.75, work)
+    partial.replace(image)
+    return image
+
+
+def write_artifact(image: Path, compression: str, size_mib: int, work: Path) -> Path:
+    out = work / f"bench-{size_mib}-{compression}.mender"
+    if out.exists() and out.stat().st_mtime >= image.stat().st_mtime:
+        return out
+    print(f"writing {out.name} ...", file=sys.stderr, flush=True)
+    partial = out.with_suffix(".partial")
+    subprocess.run([tool_path("pymender-artifact"), "write", "rootfs-image", "-n", f"bench-{compression}",
+                    "-t", DEVICE_TYPE, "-f", str(image), "-o", str(partial), "--compression", compression,
+                    "--no-progress"], check=True)
+    partial.replace(out)
+    return out
+
+
+@dataclass(frozen=True)
+class DataMember:
+    """Where the payload sits: the data member of the outer tar and the image inside it."""
+
+    offset: int  # of the data member's content in the Artifact
+    size: int  # of the data member (compressed)
+    image_offset: int  # of the image inside the decompressed data member
+    image_size: int
+
+
+def locate_payload(artifact: Path) -> DataMember:
+    with tarfile.open(artifact, "r:") as outer:
+        member = next(m for m in outer.getmembers() if m.name.startswith("data/0000.tar"))
+        file = outer.extractfile(member)
+        assert file is not None
+        head = file.read(64 * 1024)
+    if member.name.endswith(".gz"):
+        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 4096)
+    elif member.name.endswith(".zst"):
+        import zstandard
+
+        head = zstandard.ZstdDecompressor().decompressobj().decompress(head)[:4096]
+    inner = tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    if inner.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        raise SystemExit(f"unexpected first entry in {member.name}: {inner.name}")
+    return DataMember(member.offset_data, member.size, 512, inner.size)
+
+
+def extract_member(artifact: Path, where: DataMember, out: Path) -> None:
+    with open(artifact, "rb") as src, open(out, "wb") as dst:
+        src.seek(where.offset)
+        left = where.size
+        while left:
+            chunk = src.read(min(left, 4 * MIB))
+            dst.write(chunk)
+            left -= len(chunk)
+
+
+# --- The devices ---------------------------------------------------------------------------------
+
+
+class PymenderDevice:
+    """A host device for ``pymender``: partitions A/B (files or loop devices), GRUB env, store."""
+
+    def __init__(self, root: Path, part_a: str, part_b: str, running_number: int | None) -> None:
+        self.root = root
+        self.part_a = part_a
+        self.part_b = part_b
+        self.number = running_number
+        self.config = root / "pymender.conf"
+
+    def reset(self) -> None:
+        from pymender.device.bootenv import BOOT_PART, BOOT_PART_HEX, BOOTCOUNT, UPGRADE_AVAILABLE, GrubEnv
+
+        shutil.rmtree(self.root, ignore_errors=True)
+        (self.root / "data").mkdir(parents=True)
+        (self.root / "grubenv").mkdir()
+        (self.root / "scripts").mkdir()
+        (self.root / "data" / "device_type").write_text(f"device_type={DEVICE_TYPE}\n")
+        (self.root / "artifact_info").write_text("artifact_name=bench-factory\n")
+        number = str(self.number if self.number is not None else 2)
+        GrubEnv(self.root / "grubenv", lock_file=None).initialize(
+            {BOOT_PART: number, BOOT_PART_HEX: format(int(number), "x"), UPGRADE_AVAILABLE: "0", BOOTCOUNT: "0"})
+        self.config.write_text(json.dumps({
+            "RootfsPartA": self.part_a, "RootfsPartB": self.part_b, "RootDevice": self.part_a,
+            "Bootloader": "grub", "GrubEnvDir": "grubenv", "DataDir": "data", "ScriptsDir": "scripts",
+            "ArtifactInfoFile": "artifact_info",
+        }, indent=1))
+
+    def command(self, artifact: Path) -> list[str]:
+        return [tool_path("pymender"), "-c", str(self.config), "-l", "warning", "install", "--no-progress",
+                str(artifact)]
+
+
+class MenderClientDevice:
+    """Debian's mender-client 3.4 on loop devices (see the module docstring for every piece)."""
+
+    def __init__(self, root: Path, loop_a: str, loop_b: str, number: int) -> None:
+        self.root = root
+        self.loop_a = loop_a
+        self.loop_b = loop_b
+        self.number = number
+
+    def reset(self) -> None:
+        from pymender.device.bootenv import UBootEnv
+
+        shutil.rmtree(self.root, ignore_errors=True)
+        bin_dir = self.root / "bin"
+        for folder in (bin_dir, self.root / "data", self.root / "etc-mender"):
+            folder.mkdir(parents=True)
+        fw_config = self.root / "fw_env.config"
+        fw_config.write_text(f"{self.root / 'env1'} 0 0x4000\n{self.root / 'env2'} 0 0x4000\n")
+        UBootEnv.from_config(fw_config, lock_file=None).initialize({
+            "mender_boot_part": str(self.number), "mender_boot_part_hex": format(self.number, "x"),
+            "upgrade_available": "0", "bootcount": "0"})
+        for tool in ("fw_printenv", "fw_setenv"):
+            real = shutil.which(tool) or f"/usr/bin/{tool}"
+            script = bin_dir / tool
+            script.write_text(f'#!/bin/sh\nexec {real} -c "{fw_config}" "$@"\n')
+            script.chmod(0o755)
+        mount = bin_dir / "mount"
+        mount.write_text(f'#!/bin/sh\necho "{self.loop_a} on / type ext4 (rw,relatime)"\n')
+        mount.chmod(0o755)
+        (self.root / "etc-mender" / "artifact_info").write_text("artifact_name=bench-factory\n")
+        (self.root / "data" / "device_type").write_text(f"device_type={DEVICE_TYPE}\n")
+        (self.root / "mender.conf").write_text(json.dumps({"RootfsPartA": self.loop_a, "RootfsPartB": self.loop_b}))
+        runner = self.root / "run-mender"
+        runner.write_text(
+            "#!/bin/sh\n"
+            f'mount --bind "{self.root / "etc-mender"}" /etc/mender || exit 99\n'
+            f'PATH="{bin_dir}:$PATH" exec mender -no-syslog -config "{self.root / "mender.conf"}" '
+            f'-data "{self.root / "data"}" "$@"\n')
+        runner.chmod(0o755)
+
+    def command(self, artifact: Path) -> list[str]:
+        return ["unshare", "-m", str(self.root / "run-mender"), "install", str(artifact)]
+
+
+def mender_client_blocker() -> str | None:
+    """Why mender-client cannot be driven here, or None."""
+    if shutil.which("mender") is None:
+        return "mender-client is not installed (apt-get install --no-install-recommends mender-client)"
+    if os.geteuid() != 0:
+        return "needs root (loop devices, a private mount namespace)"
+    for tool in ("losetup", "unshare", "fw_printenv"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing"
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode:
+        return "cannot create a mount namespace (unshare -m)"
+    return None
+
+
+def attach(path: Path) -> str:
+    out = subprocess.run(["losetup", "-f", "--show", str(path)], capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip() or "losetup failed")
+    return out.stdout.strip()
+
+
+def detach(device: str) -> None:
+    subprocess.run(["losetup", "-d", device], check=False)
+
+
+def trailing_number(device: str) -> int:
+    digits = ""
+    for char in reversed(device):
+        if not char.isdigit():
+            break
+        digits = char + digits
+    return int(digits)
+
+
+# --- The limit -----------------------------------------------------------------------------------
+
+
+def limit_commands(compression: str, artifact: Path, member_file: Path, where: DataMember,
+                   target: str) -> dict[str, list[str]]:
+    """Candidate commands for the limit: name -> command (the fastest of them counts).
+
+    Each decompressor is tried with a plain ``dd`` and with ``dd oflag=nocache``, which starts
+    writing back (and drops) what it wrote after every block, so the disk works during the
+    decompression rather than only at the final fsync: the same thing pymender does.
+    """
+    commands = {}
+    for nocache in (False, True):
+        oflag = " oflag=nocache" if nocache else ""
+        suffix = " (nocache)" if nocache else ""
+        if compression == "none":
+            commands[f"dd{suffix}"] = [
+                "sh", "-c", f"dd if={artifact} of={target} bs={DD_BLOCK} iflag=skip_bytes,count_bytes"
+                f" skip={where.offset + where.image_offset} count={where.image_size}{oflag}"
+                " conv=fsync,notrunc status=none"]
+            continue
+        dd_out = (f"dd of={target} bs={DD_BLOCK} iflag=fullblock,skip_bytes,count_bytes "
+                  f"skip={where.image_offset} count={where.image_size}{oflag} conv=fsync,notrunc status=none")
+        # pigz decompresses faster than gzip (zlib's inflate, checksum on its own thread)
+        tool = {"gzip": "pigz" if shutil.which("pigz") else "gzip", "zstd": "zstd"}[compression]
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed for the limit of {compression}")
+        commands[f"{tool} -dc + dd{suffix}"] = ["sh", "-c", f"{tool} -dc {member_file} | {dd_out}"]
+    return commands
+
+
+def run_limit(commands: dict[str, list[str]], target: str, label: str) -> tuple[Run, str]:
+    best: tuple[Run, str] | None = None
+    for name, cmd in commands.items():
+        drop_cache(target)
+        run = measure(cmd, f"{label}: {name}")
+        if run.ok and (best is None or run.seconds < best[0].seconds):
+            best = (run, name)
+    return best if best is not None else (run, name)
+
+
+# --- Reporting -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    target: str
+    compression: str
+    size: int
+    ours: Series
+    limit: Series
+    limit_tools: set[str] = field(default_factory=set)
+    peer: Series | None = None
+    peer_note: str = ""
+
+
+def mibs(series: Series | None, size: int) -> str:
+    if series is None or not series.runs:
+        return "–"
+    value = series.throughput(size)
+    return "failed" if value is None else f"{value:.0f}"
+
+
+def rss(series: Series | None) -> str:
+    return "–" if series is None or not series.runs else f"{series.max_rss / MB:.1f} MB"
+
+
+def table(rows: list[Row]) -> str:
+    head = ["target", "compression", "pymender MiB/s", "limit MiB/s", "ratio", "mender-client MiB/s",
+            "pymender peak RSS", "mender-client peak RSS", "limit tool"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in rows:
+        ours, limit = row.ours.throughput(row.size), row.limit.throughput(row.size)
+        ratio = f"{ours / limit:.2f}" if ours and limit else "–"
+        peer = mibs(row.peer, row.size) if row.peer is not None else (row.peer_note or "–")
+        cells = [row.target, row.compression, mibs(row.ours, row.size), mibs(row.limit, row.size), ratio,
+                 peer, rss(row.ours), rss(row.peer) if row.peer is not None else "–",
+                 ", ".join(sorted(row.limit_tools))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- The benchmark -------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=512, help="image size (default 512)")
+    parser.add_argument("--small-mib", type=int, default=128,
+                        help="smaller image for the RSS flatness check (default 128; 0 skips it)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (median; default 3)")
+    parser.add_argument("--workdir", type=Path, help="keep images, Artifacts and partitions here")
+    parser.add_argument("--compressions", default=",".join(COMPRESSIONS))
+    parser.add_argument("--no-mender-client", action="store_true", help="leave out the loop-device rows")
+    args = parser.parse_args()
+    compressions = [c for c in args.compressions.split(",") if c]
+    if not Path(GNU_TIME).exists():
+        raise SystemExit("GNU time (/usr/bin/time, Debian package time) is needed for the peak RSS")
+
+    own_tmp = None
+    if args.workdir is None:
+        own_tmp = tempfile.TemporaryDirectory(prefix="pymender-install-bench-")
+        work = Path(own_tmp.name)
+    else:
+        work = args.workdir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    loops: list[str] = []
+    try:
+        return _run(args, compressions, work, loops)
+    finally:
+        for device in loops:
+            detach(device)
+        if own_tmp is not None:
+            own_tmp.cleanup()
+
+
+def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: list[str]) -> int:
+    size_mib = args.size_mib
+    use_bytecode_cache(work)
+    image = build_image(work, size_mib)
+    image_size = image.stat().st_size
+    artifacts = {c: write_artifact(image, c, size_mib, work) for c in compressions}
+
+    part_size = image_size + PARTITION_SLACK
+    part_a, part_b = work / "rootfs-a.img", work / "rootfs-b.img"
+    for part in (part_a, part_b):
+        if not part.exists() or part.stat().st_size != part_size:
+            part.unlink(missing_ok=True)
+            with open(part, "wb") as file:
+                if part is part_b:
+                    os.posix_fallocate(file.fileno(), 0, part_size)  # preallocated, like a real partition
+                else:
+                    file.truncate(part_size)  # never written: sparse is enough
+
+    file_device = PymenderDevice(work / "dev-file", str(part_a), str(part_b), None)
+
+    blocker = None if not args.no_mender_client else "left out (--no-mender-client)"
+    if blocker is None:
+        blocker = mender_client_blocker()
+    loop_a = loop_b = ""
+    if blocker is None:
+        try:
+            loop_a = attach(part_a)
+            loops.append(loop_a)
+            loop_b = attach(part_b)
+            loops.append(loop_b)
+        except RuntimeError as err:
+            blocker = f"cannot attach loop devices: {err}"
+    if blocker is not None:
+        print(f"mender-client rows left out: {blocker}", file=sys.stderr)
+    loop_device = mc_device = None
+    if blocker is None:
+        number = trailing_number(loop_a)
+        loop_device = PymenderDevice(work / "dev-loop", loop_a, loop_b, number)
+        mc_device = MenderClientDevice(work / "dev-mender-client", loop_a, loop_b, number)
+
+    rows: list[Row] = []
+    for comp in compressions:
+        artifact = artifacts[comp]
+        where = locate_payload(artifact)
+        assert where.image_size == image_size, (where, image_size)
+        member_file = work / f"member-{comp}.bin"
+        if comp != "none":
+            extract_member(artifact, where, member_file)
+            warm(member_file)
+        warm(artifact)
+        print(f"{comp}: {artifact.name} ({artifact.stat().st_size / MIB:.1f} MiB)", file=sys.stderr)
+        file_row = Row("file", comp, image_size, Series(), Series())
+        rows.append(file_row)
+        loop_row = None
+        if loop_device is not None:
+            loop_row = Row("loop device", comp, image_size, Series(), Series())
+            if comp in MENDER_CLIENT_COMPRESSIONS:
+                loop_row.peer = Series()
+            else:
+                loop_row.peer_note = "cannot read zstd"
+            rows.append(loop_row)
+        for index in range(args.runs):
+            tag = f"{comp} run {index + 1}"
+            file_device.reset()
+            drop_cache(part_b)
+            file_row.ours.runs.append(measure(file_device.command(artifact), f"{tag}: pymender (file)"))
+            run, tool = run_limit(limit_commands(comp, artifact, member_file, where, str(part_b)), str(part_b),
+                                  f"{tag}: limit (file)")
+            file_row.limit.runs.append(run)
+            file_row.limit_tools.add(tool)
+            if loop_row is not None and loop_device is not None and mc_device is not None:
+                loop_device.reset()
+                drop_cache(loop_b)
+                drop_cache(part_b)
+                loop_row.ours.runs.append(measure(loop_device.command(artifact), f"{tag}: pymender (loop)"))
+                drop_cache(part_b)
+                run, tool = run_limit(limit_commands(comp, artifact, member_file, where, loop_b), loop_b,
+                                      f"{tag}: limit (loop)")
+                loop_row.limit.runs.append(run)
+                loop_row.limit_tools.add(tool)
+                if loop_row.peer is not None:
+                    mc_device.reset()
+                    drop_cache(loop_b)
+                    drop_cache(part_b)
+                    loop_row.peer.runs.append(measure(mc_device.command(artifact), f"{tag}: mender-client (loop)"))
+        member_file.unlink(missing_ok=True)
+
+    flat: list[tuple[str, Series, Series]] = []
+    if args.small_mib:
+        small = build_image(work, args.small_mib)
+        for comp in compressions:
+            artifact = write_artifact(small, comp, args.small_mib, work)
+            warm(artifact)
+            series = Series()
+            for index in range(args.runs):
+                file_device.reset()
+                series.runs.append(measure(file_device.command(artifact),
+                                           f"{comp} {args.small_mib} MiB run {index + 1}: pymender (file)"))
+            big = next(row.ours for row in rows if row.target == "file" and row.compression == comp)
+            flat.append((comp, series, big))
+
+    print()
+    print("Command: " + " ".join(["python", "benchmarks/install.py", *sys.argv[1:]]))
+    print(f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    peer = artifact_bench.tool_version(["mender", "--version"]).split()[0] if shutil.which("mender") else "none"
+    print(f"Machine: {os.cpu_count()} CPUs ({artifact_bench.cpu_model()}), Python {sys.version.split()[0]}, "
+          f"mender-client {peer}")
+    print(f"Image: {image_size // MIB} MiB ext4, SHA-256 {artifact_bench.sha256_file(image)[:16]}...; "
+          f"median of {args.runs} runs")
+    print()
+    print(table(rows))
+    if blocker is not None:
+        print(f"\nmender-client: {blocker}")
+    if flat:
+        print()
+        print(f"| compression | pymender peak RSS, {args.small_mib} MiB image | "
+              f"pymender peak RSS, {size_mib} MiB image |")
+        print("|---|---|---|")
+        for comp, small_series, big_series in flat:
+            print(f"| {comp} | {rss(small_series)} | {rss(big_series)} |")
+
+    failures = []
+    for row in rows:
+        ours, limit = row.ours.throughput(row.size), row.limit.throughput(row.size)
+        if not ours:
+            failures.append(f"{row.target}/{row.compression}: pymender failed")
+            continue
+        if row.target == "file" and limit and ours / limit < RATIO_TARGET:
+            failures.append(f"{row.target}/{row.compression}: {ours / limit:.2f} of the limit (< {RATIO_TARGET})")
+        peer = row.peer.throughput(row.size) if row.peer is not None else None
+        if peer and ours <= peer:
+            failures.append(f"{row.target}/{row.compression}: not faster than mender-client")
+        if row.ours.max_rss >= RSS_TARGET:
+            failures.append(f"{row.target}/{row.compression}: peak RSS {row.ours.max_rss / MB:.1f} MB")
+    print()
+    print("Targets met." if not failures else "Targets missed: " + "; ".join(failures))
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
