@@ -80,7 +80,7 @@ def test_concatenated_gzip_members_are_read() -> None:
 @pytest.mark.parametrize("name", ["gzip", "lzma"])
 def test_bomb_is_bounded(name: str) -> None:
     bomb = _compress(name, bytes(64 * 1024 * 1024), 2)
-    assert len(bomb) < 200_000
+    assert len(bomb) < 400_000  # 64 MiB in a few hundred KB
     reader = compression.decompressing_reader(io.BytesIO(bomb), compression.codec_by_name(name), "t")
     assert len(reader.read(10)) <= 10
 

@@ -162,3 +162,38 @@ def test_reads_from_a_forward_only_stream_in_bounded_requests(workdir: Path, com
             total += len(chunk)
     assert total == 3_000_000
     assert stream.largest_request <= 1 << 20  # never asks for a whole payload at once
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_large_payload_hashed_in_background_still_checked_at_last_byte(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, compression: str, where: str) -> None:
+    from pymender.artifact import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "_cores", lambda: 2)  # take the worker-thread path
+    size = 6 * 1024 * 1024
+    image = workdir / "rootfs.ext4"
+    image.write_bytes(os.urandom(size))
+    artifact = write_rootfs(workdir, image=image, compression="none")
+    raw = bytearray(artifact.read_bytes())
+    offset = raw.find(image.read_bytes()[:64]) + (10 if where == "first" else size - 10)
+    raw[offset] ^= 0x01
+    if compression != "none":  # recompress the damaged payload so only its checksum is wrong
+        members = split_members(bytes(raw))
+        from pymender.artifact import compression as codecs
+
+        data = member(members, "data/0000.tar")
+        data.name = f"data/0000.tar{codecs.codec_by_name(compression).suffix}"
+        data.data = codecs.compress_bytes(codecs.codec_by_name(compression), data.data)
+        raw = bytearray(join_members(members))
+    reader = ArtifactReader(io.BytesIO(bytes(raw)))
+    payload = next(reader.payload_files())
+    buffer = bytearray(1 << 20)
+    got = 0
+    with pytest.raises(ChecksumError):
+        while True:
+            count = payload.readinto(buffer)
+            if not count:
+                break
+            got += count
+    assert got < size  # the read that would complete the file raised instead
