@@ -1,0 +1,221 @@
+# pymender-setup.bbclass: every PYMENDER_* variable, its default and its meaning, in one place.
+#
+# Inherited globally by pymender-full.bbclass and by the layer's own recipes (so they build
+# with the defaults even before the build opts in). Users do not inherit it themselves.
+#
+# Each variable follows the same two-level pattern:
+#     PYMENDER_X ??= "${PYMENDER_X_DEFAULT}"
+#     PYMENDER_X_DEFAULT = "<value>"
+# Set PYMENDER_X in local.conf, a distro or kas file. A BSP layer that wants another default
+# for its machines sets PYMENDER_X_DEFAULT (or PYMENDER_X_DEFAULT:<machine>) instead, so the
+# user's setting still wins.
+#
+# Artifact (the .mender update; image type "mender")
+#   PYMENDER_ARTIFACT_NAME           name of the Artifact and of the software the image holds.
+#                                    Mandatory: the build stops when it is empty.
+#   PYMENDER_DEVICE_TYPE             device type written to /data/pymender/device_type.
+#                                    Default: ${MACHINE}
+#   PYMENDER_DEVICE_TYPES_COMPATIBLE device types the Artifact installs on (space separated).
+#                                    Default: ${PYMENDER_DEVICE_TYPE}
+#   PYMENDER_ARTIFACT_SIGNING_KEY    PEM private key (RSA or ECDSA P-256) to sign the Artifact
+#                                    with; empty: unsigned. Default: empty
+#   PYMENDER_ARTIFACT_VERIFY_KEY     PEM public key installed as
+#                                    /etc/pymender/artifact-verify-key.pem; the device then
+#                                    refuses Artifacts not signed by its private key.
+#                                    Default: empty
+#   PYMENDER_ARTIFACT_SCRIPTS_DIR    directory of state scripts (ArtifactInstall_Enter_10_x,
+#                                    ...) added to the Artifact. Default: empty
+#   PYMENDER_ARTIFACT_PROVIDES       KEY:VALUE pairs the Artifact provides. Default: empty
+#   PYMENDER_ARTIFACT_PROVIDES_GROUP group the Artifact provides. Default: empty
+#   PYMENDER_ARTIFACT_DEPENDS        KEY:VALUE pairs the device must provide. Default: empty
+#   PYMENDER_ARTIFACT_DEPENDS_GROUPS groups the device must be in. Default: empty
+#   PYMENDER_ARTIFACT_NAME_DEPENDS   Artifact names the device must run. Default: empty
+#   PYMENDER_ARTIFACT_EXTRA_ARGS     further pymender-artifact options, e.g.
+#                                    "--compression lzma". Default: empty
+#
+# Storage and partitions (image types "sdimg" and "uefiimg"; sizes as meta-mender's)
+#   PYMENDER_STORAGE_DEVICE          the device's disk, e.g. /dev/mmcblk0.
+#                                    Default: /dev/mmcblk0; /dev/vda on qemux86-64, qemuarm64
+#   PYMENDER_STORAGE_DEVICE_BASE     prefix of the partition names: the disk, plus "p" when
+#                                    the disk name ends in a digit
+#   PYMENDER_STORAGE_TOTAL_SIZE_MB   whole disk and image size, MiB. Default: 1024
+#   PYMENDER_BOOT_PART_SIZE_MB       boot partition, MiB. Default: 16
+#   PYMENDER_DATA_PART_SIZE_MB       data partition, MiB. Default: 128
+#   PYMENDER_PARTITION_ALIGNMENT     partition alignment in bytes. Default: 8388608
+#   PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA  bytes kept before partition 1. Default: 0
+#   PYMENDER_CALC_ROOTFS_SIZE        derived, read-only: each rootfs partition, KiB
+#                                    (the formula of pymender-image rootfs-size)
+#   PYMENDER_BOOT_PART_MOUNT_LOCATION  where the boot partition is mounted. Default: /boot/efi
+#   PYMENDER_IMAGE_TYPES             disk image types added to IMAGE_FSTYPES besides
+#                                    "mender": sdimg (MBR), uefiimg (GPT) or both.
+#                                    Default: sdimg
+#   PYMENDER_IMAGE_BMAP              "1": write IMAGE.bmap next to each disk image. Default: 1
+#   PYMENDER_DISK_ID                 seed of the disk and partition ids (pymender-image
+#                                    --disk-id); empty: the tool's default. Default: empty
+#
+# Boot
+#   PYMENDER_BOOTLOADER              "grub" (EFI) or "uboot".
+#                                    Default: grub; uboot on arm and aarch64
+#   PYMENDER_KERNEL_IMAGE            kernel path inside the rootfs. Default:
+#                                    /boot/${KERNEL_IMAGETYPE}
+#   PYMENDER_INITRD_IMAGE            initramfs path inside the rootfs; empty: none
+#   PYMENDER_KERNEL_ARGS             further kernel arguments. Default: rw (plus the serial
+#                                    console on qemux86-64)
+#   PYMENDER_KERNEL_ROOT_BASE        root= is this plus the partition number; empty:
+#                                    root=PARTUUID=... found by GRUB. Default: empty
+#
+# Source
+#   PYMENDER_SRC_DIR                 the pymender source tree the updater recipe builds
+#                                    (set in conf/layer.conf: the repository holding the layer)
+
+PYMENDER_DEVICE_TYPE ??= "${PYMENDER_DEVICE_TYPE_DEFAULT}"
+PYMENDER_DEVICE_TYPE_DEFAULT = "${MACHINE}"
+PYMENDER_DEVICE_TYPES_COMPATIBLE ??= "${PYMENDER_DEVICE_TYPES_COMPATIBLE_DEFAULT}"
+PYMENDER_DEVICE_TYPES_COMPATIBLE_DEFAULT = "${PYMENDER_DEVICE_TYPE}"
+
+PYMENDER_ARTIFACT_NAME ??= ""
+PYMENDER_ARTIFACT_SIGNING_KEY ??= "${PYMENDER_ARTIFACT_SIGNING_KEY_DEFAULT}"
+PYMENDER_ARTIFACT_SIGNING_KEY_DEFAULT = ""
+PYMENDER_ARTIFACT_VERIFY_KEY ??= "${PYMENDER_ARTIFACT_VERIFY_KEY_DEFAULT}"
+PYMENDER_ARTIFACT_VERIFY_KEY_DEFAULT = ""
+PYMENDER_ARTIFACT_SCRIPTS_DIR ??= "${PYMENDER_ARTIFACT_SCRIPTS_DIR_DEFAULT}"
+PYMENDER_ARTIFACT_SCRIPTS_DIR_DEFAULT = ""
+PYMENDER_ARTIFACT_PROVIDES ??= "${PYMENDER_ARTIFACT_PROVIDES_DEFAULT}"
+PYMENDER_ARTIFACT_PROVIDES_DEFAULT = ""
+PYMENDER_ARTIFACT_PROVIDES_GROUP ??= "${PYMENDER_ARTIFACT_PROVIDES_GROUP_DEFAULT}"
+PYMENDER_ARTIFACT_PROVIDES_GROUP_DEFAULT = ""
+PYMENDER_ARTIFACT_DEPENDS ??= "${PYMENDER_ARTIFACT_DEPENDS_DEFAULT}"
+PYMENDER_ARTIFACT_DEPENDS_DEFAULT = ""
+PYMENDER_ARTIFACT_DEPENDS_GROUPS ??= "${PYMENDER_ARTIFACT_DEPENDS_GROUPS_DEFAULT}"
+PYMENDER_ARTIFACT_DEPENDS_GROUPS_DEFAULT = ""
+PYMENDER_ARTIFACT_NAME_DEPENDS ??= "${PYMENDER_ARTIFACT_NAME_DEPENDS_DEFAULT}"
+PYMENDER_ARTIFACT_NAME_DEPENDS_DEFAULT = ""
+PYMENDER_ARTIFACT_EXTRA_ARGS ??= "${PYMENDER_ARTIFACT_EXTRA_ARGS_DEFAULT}"
+PYMENDER_ARTIFACT_EXTRA_ARGS_DEFAULT = ""
+
+PYMENDER_STORAGE_DEVICE ??= "${PYMENDER_STORAGE_DEVICE_DEFAULT}"
+PYMENDER_STORAGE_DEVICE_DEFAULT = "/dev/mmcblk0"
+PYMENDER_STORAGE_DEVICE_DEFAULT:qemux86-64 = "/dev/vda"
+PYMENDER_STORAGE_DEVICE_DEFAULT:qemuarm64 = "/dev/vda"
+PYMENDER_STORAGE_DEVICE_BASE ??= "${PYMENDER_STORAGE_DEVICE_BASE_DEFAULT}"
+PYMENDER_STORAGE_DEVICE_BASE_DEFAULT = "${@pymender_device_base(d.getVar('PYMENDER_STORAGE_DEVICE'))}"
+
+PYMENDER_STORAGE_TOTAL_SIZE_MB ??= "${PYMENDER_STORAGE_TOTAL_SIZE_MB_DEFAULT}"
+PYMENDER_STORAGE_TOTAL_SIZE_MB_DEFAULT = "1024"
+PYMENDER_BOOT_PART_SIZE_MB ??= "${PYMENDER_BOOT_PART_SIZE_MB_DEFAULT}"
+PYMENDER_BOOT_PART_SIZE_MB_DEFAULT = "16"
+PYMENDER_DATA_PART_SIZE_MB ??= "${PYMENDER_DATA_PART_SIZE_MB_DEFAULT}"
+PYMENDER_DATA_PART_SIZE_MB_DEFAULT = "128"
+PYMENDER_PARTITION_ALIGNMENT ??= "${PYMENDER_PARTITION_ALIGNMENT_DEFAULT}"
+PYMENDER_PARTITION_ALIGNMENT_DEFAULT = "8388608"
+PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA ??= "${PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA_DEFAULT}"
+PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA_DEFAULT = "0"
+PYMENDER_CALC_ROOTFS_SIZE = "${@pymender_calc_rootfs_size_kib(d)}"
+
+PYMENDER_BOOT_PART_MOUNT_LOCATION ??= "${PYMENDER_BOOT_PART_MOUNT_LOCATION_DEFAULT}"
+PYMENDER_BOOT_PART_MOUNT_LOCATION_DEFAULT = "/boot/efi"
+PYMENDER_IMAGE_TYPES ??= "${PYMENDER_IMAGE_TYPES_DEFAULT}"
+PYMENDER_IMAGE_TYPES_DEFAULT = "sdimg"
+PYMENDER_IMAGE_BMAP ??= "${PYMENDER_IMAGE_BMAP_DEFAULT}"
+PYMENDER_IMAGE_BMAP_DEFAULT = "1"
+PYMENDER_DISK_ID ??= "${PYMENDER_DISK_ID_DEFAULT}"
+PYMENDER_DISK_ID_DEFAULT = ""
+
+PYMENDER_BOOTLOADER ??= "${PYMENDER_BOOTLOADER_DEFAULT}"
+PYMENDER_BOOTLOADER_DEFAULT = "grub"
+PYMENDER_BOOTLOADER_DEFAULT:arm = "uboot"
+PYMENDER_BOOTLOADER_DEFAULT:aarch64 = "uboot"
+PYMENDER_KERNEL_IMAGE ??= "${PYMENDER_KERNEL_IMAGE_DEFAULT}"
+PYMENDER_KERNEL_IMAGE_DEFAULT = "/boot/${KERNEL_IMAGETYPE}"
+PYMENDER_INITRD_IMAGE ??= "${PYMENDER_INITRD_IMAGE_DEFAULT}"
+PYMENDER_INITRD_IMAGE_DEFAULT = ""
+PYMENDER_KERNEL_ARGS ??= "${PYMENDER_KERNEL_ARGS_DEFAULT}"
+PYMENDER_KERNEL_ARGS_DEFAULT = "rw"
+PYMENDER_KERNEL_ARGS_DEFAULT:qemux86-64 = "rw console=ttyS0,115200"
+PYMENDER_KERNEL_ROOT_BASE ??= "${PYMENDER_KERNEL_ROOT_BASE_DEFAULT}"
+PYMENDER_KERNEL_ROOT_BASE_DEFAULT = ""
+
+# Derived from the layout pymender-image writes (1 boot, 2 rootfs A, 3 rootfs B, 4 data):
+# not meant to be set. The runtime files' @PYMENDER_...@ placeholders take these values.
+PYMENDER_BOOT_PART_NUMBER = "1"
+PYMENDER_ROOTFS_PART_A_NUMBER = "2"
+PYMENDER_ROOTFS_PART_B_NUMBER = "3"
+PYMENDER_DATA_PART_NUMBER = "4"
+PYMENDER_ROOTFS_PART_A_NUMBER_HEX = "${@'%x' % int(d.getVar('PYMENDER_ROOTFS_PART_A_NUMBER'))}"
+PYMENDER_ROOTFS_PART_B_NUMBER_HEX = "${@'%x' % int(d.getVar('PYMENDER_ROOTFS_PART_B_NUMBER'))}"
+PYMENDER_BOOT_PART = "${PYMENDER_STORAGE_DEVICE_BASE}${PYMENDER_BOOT_PART_NUMBER}"
+PYMENDER_ROOTFS_PART_A = "${PYMENDER_STORAGE_DEVICE_BASE}${PYMENDER_ROOTFS_PART_A_NUMBER}"
+PYMENDER_ROOTFS_PART_B = "${PYMENDER_STORAGE_DEVICE_BASE}${PYMENDER_ROOTFS_PART_B_NUMBER}"
+PYMENDER_DATA_PART = "${PYMENDER_STORAGE_DEVICE_BASE}${PYMENDER_DATA_PART_NUMBER}"
+PYMENDER_DATA_PART_FSTYPE = "ext4"
+PYMENDER_ROOTFS_FSTYPE = "ext4"
+
+# Where SRC_URI files are unpacked: UNPACKDIR from styhead on, WORKDIR on scarthgap.
+PYMENDER_UNPACKDIR = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
+
+# Every name above, for the "typo?" check of pymender-full (the _DEFAULT forms are implied).
+PYMENDER_KNOWN_VARIABLES = "\
+    PYMENDER_ARTIFACT_NAME PYMENDER_DEVICE_TYPE PYMENDER_DEVICE_TYPES_COMPATIBLE \
+    PYMENDER_ARTIFACT_SIGNING_KEY PYMENDER_ARTIFACT_VERIFY_KEY PYMENDER_ARTIFACT_SCRIPTS_DIR \
+    PYMENDER_ARTIFACT_PROVIDES PYMENDER_ARTIFACT_PROVIDES_GROUP PYMENDER_ARTIFACT_DEPENDS \
+    PYMENDER_ARTIFACT_DEPENDS_GROUPS PYMENDER_ARTIFACT_NAME_DEPENDS PYMENDER_ARTIFACT_EXTRA_ARGS \
+    PYMENDER_STORAGE_DEVICE PYMENDER_STORAGE_DEVICE_BASE PYMENDER_STORAGE_TOTAL_SIZE_MB \
+    PYMENDER_BOOT_PART_SIZE_MB PYMENDER_DATA_PART_SIZE_MB PYMENDER_PARTITION_ALIGNMENT \
+    PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA PYMENDER_CALC_ROOTFS_SIZE \
+    PYMENDER_BOOT_PART_MOUNT_LOCATION PYMENDER_IMAGE_TYPES PYMENDER_IMAGE_BMAP PYMENDER_DISK_ID \
+    PYMENDER_BOOTLOADER PYMENDER_KERNEL_IMAGE PYMENDER_INITRD_IMAGE PYMENDER_KERNEL_ARGS \
+    PYMENDER_KERNEL_ROOT_BASE PYMENDER_SRC_DIR \
+    PYMENDER_BOOT_PART_NUMBER PYMENDER_ROOTFS_PART_A_NUMBER PYMENDER_ROOTFS_PART_B_NUMBER \
+    PYMENDER_DATA_PART_NUMBER PYMENDER_ROOTFS_PART_A_NUMBER_HEX PYMENDER_ROOTFS_PART_B_NUMBER_HEX \
+    PYMENDER_BOOT_PART PYMENDER_ROOTFS_PART_A PYMENDER_ROOTFS_PART_B PYMENDER_DATA_PART \
+    PYMENDER_DATA_PART_FSTYPE PYMENDER_ROOTFS_FSTYPE PYMENDER_UNPACKDIR PYMENDER_KNOWN_VARIABLES \
+    PYMENDER_ARTIFACT_ARGS PYMENDER_IMAGE_ARGS \
+"
+
+def pymender_device_base(device):
+    """Partition names are the disk name plus the number, with "p" when the disk ends in a digit."""
+    device = device or ""
+    return device + "p" if device[-1:].isdigit() else device
+
+def pymender_calc_rootfs_size_kib(d):
+    """Each rootfs partition in KiB: the formula of `pymender-image rootfs-size` (and meta-mender)."""
+    def number(name):
+        value = (d.getVar(name) or "").strip()
+        if not value.isdigit():
+            bb.fatal("%s must be a whole number, not '%s'" % (name, value))
+        return int(value)
+    mib = 1024 * 1024
+    align = number("PYMENDER_PARTITION_ALIGNMENT")
+    if align == 0 or align % 1024:
+        bb.fatal("PYMENDER_PARTITION_ALIGNMENT must be a non-zero multiple of 1024 bytes")
+    def up(size):
+        return -(-size // align) * align
+    free = (number("PYMENDER_STORAGE_TOTAL_SIZE_MB") * mib
+            - up(number("PYMENDER_BOOT_PART_SIZE_MB") * mib)
+            - up(number("PYMENDER_DATA_PART_SIZE_MB") * mib)
+            - 2 * align
+            - number("PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA"))
+    size = (free // 2) // align * align
+    if size <= 0:
+        bb.fatal("no room for the rootfs partitions: raise PYMENDER_STORAGE_TOTAL_SIZE_MB "
+                 "(now %s) or lower the boot or data size" % d.getVar("PYMENDER_STORAGE_TOTAL_SIZE_MB"))
+    return str(size // 1024)
+
+def pymender_render(d, template, output):
+    """Write template with each @PYMENDER_NAME@ replaced by that variable; none may be left."""
+    import re
+    with open(template, encoding="utf-8") as source:
+        text = source.read()
+    def value(match):
+        name = match.group(1)
+        found = d.getVar(name)
+        if found is None:
+            bb.fatal("%s: %s is not set" % (os.path.basename(template), name))
+        return found
+    text = re.sub(r"@(PYMENDER_[A-Z0-9_]+)@", value, text)
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    if left:
+        bb.fatal("%s: no value for %s" % (os.path.basename(template), ", ".join(left)))
+    bb.utils.mkdirhier(os.path.dirname(output))
+    with open(output, "w", encoding="utf-8") as out:
+        out.write(text)

@@ -1,0 +1,155 @@
+"""The test image boots to a root shell from rootfs A, set up as the layer sets up a device.
+
+One boot serves every check of the factory state (a boot under TCG takes about a minute);
+each check is its own assertion so a failure names what is wrong. A second test drives the
+harness itself: a second disk, a power cut, power on, power off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.conftest import BootMachine, E2EImage
+from e2e.guest import boot_env, mount_stick, root_device, running_release
+from e2e.qemu import Machine, make_fat_disk
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture
+def machine(boot: BootMachine) -> Iterator[Machine]:
+    yield boot()
+
+
+def test_factory_image_boots_rootfs_a_with_pymender_set_up(
+    machine: Machine, test_image: E2EImage
+) -> None:
+    # GRUB's boot script chose rootfs A from the environment and said so.
+    assert machine.booted_partition == 2
+    assert "pymender: root=PARTUUID=" in machine.last_boot_log
+
+    # The shell works and reports exit codes faithfully.
+    assert machine.run("true") == (0, "")
+    assert machine.run("echo out; echo err >&2; exit_with() { return $1; }; exit_with 7")[0] == 7
+    assert machine.run("echo hello; false") == (1, "hello")
+
+    # Rootfs A is the running root, the factory release is on it.
+    assert root_device(machine) == test_image.partitions["rootfs_a"]
+    assert running_release(machine, test_image.marker_file) == test_image.factory_release
+
+    # The data and boot partitions are mounted as the layer's fstab lines say.
+    assert machine.check("findmnt -n -o SOURCE,FSTYPE /data").split() == [
+        test_image.partitions["data"], "ext4"]
+    assert machine.check("findmnt -n -o SOURCE,FSTYPE /boot/efi").split() == [
+        test_image.partitions["boot"], "vfat"]
+    assert machine.check("readlink /var/lib/pymender") == "/data/pymender"
+    assert machine.check("cat /var/lib/pymender/device_type") == (
+        f"device_type={test_image.device_type}")
+
+    # The unit is installed and disabled (standalone mode); the boot did not degrade.
+    assert machine.run("systemctl is-enabled pymender.service") == (1, "disabled")
+    code, failed = machine.run("systemctl --failed --no-legend --plain")
+    assert code == 0 and failed == "", failed
+
+    # pymender runs on the device's own Python, with the configuration the layer installs.
+    assert machine.run("python3 -c 'import pymender.device.bootenv.grub, cryptography'")[0] == 0
+    config = json.loads(machine.check("cat /etc/pymender/pymender.conf"))
+    assert config["RootfsPartA"] == test_image.partitions["rootfs_a"]
+    assert config["RootfsPartB"] == test_image.partitions["rootfs_b"]
+    assert config["ArtifactVerifyKey"] == "/etc/pymender/artifact-verify-key.pem"
+
+    # The GRUB environment, read by pymender's own code on the device: A is active, no trial.
+    assert boot_env(machine) == {"bootcount": "0", "mender_boot_part": "2", "upgrade_available": "0"}
+
+    # The device command line reports the factory release (from /etc/mender/artifact_info).
+    assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
+
+
+def test_usb_stick_power_cut_and_power_on(
+    boot: BootMachine, test_image: E2EImage, tmp_path: Path
+) -> None:
+    # A second disk stands in for a USB stick: a FAT filesystem without a partition table.
+    note = tmp_path / "hello.txt"
+    note.write_text("from the stick\n")
+    stick = make_fat_disk(tmp_path / "stick.img", {"hello.txt": note})
+    machine = boot(extra_disks=[stick])
+    mount_stick(machine)
+    assert machine.check("cat /mnt/usb1/hello.txt") == "from the stick"
+
+    # A file written and synced survives a power cut; the machine powers on again from A.
+    machine.check("echo kept > /data/power-cut-probe && sync")
+    machine.kill()
+    assert not machine.running
+    machine.start()
+    assert machine.boots == 2
+    assert machine.booted_partition == 2
+    assert machine.check("cat /data/power-cut-probe") == "kept"
+
+    # An orderly power-off ends QEMU.
+    machine.poweroff()
+    assert not machine.running
+
+
+_ENV_DIR = "/boot/efi/grub-mender-grubenv"
+_GRUBENV = (
+    "from pathlib import Path; "
+    "from pymender.device.bootenv.grub import GrubEnv, encode_block; "
+    f"env = GrubEnv(Path('{_ENV_DIR}')); "
+)
+
+
+def _copies_agree_and_rest(machine: Machine) -> None:
+    """Both copies hold the same variables and their locks are at rest (match their checksums).
+
+    (Not the same bytes: GRUB's save_env appends variables a copy did not have.)
+    """
+    for copy in ("mender_grubenv1", "mender_grubenv2"):
+        machine.check(f"cd {_ENV_DIR}/{copy} && sha256sum --quiet -c lock.sha256sum")
+        assert "editing=0" in machine.check(f"cat {_ENV_DIR}/{copy}/lock")
+    machine.check(
+        "python3 -c \"from pathlib import Path; "
+        "from pymender.device.bootenv.grub import decode_block; "
+        f"d = Path('{_ENV_DIR}'); "
+        "one, two = (decode_block((d / c / 'env').read_bytes()) "
+        "for c in ('mender_grubenv1', 'mender_grubenv2')); "
+        "assert one is not None and one == two, (one, two)\""
+    )
+
+
+def test_grub_script_repairs_tries_once_and_rolls_back(boot: BootMachine) -> None:
+    machine = boot()
+    # An update of partition 2 is on trial (the running one, so the trial boot can succeed),
+    # and copy 1 is left as a power cut in the middle of writing it would leave it: lock
+    # "editing=1", env half new. GRUB must trust copy 2 and rebuild copy 1 from it.
+    machine.check(
+        "python3 -c \""
+        + _GRUBENV
+        + "env.write({'upgrade_available': '1', 'bootcount': '0'}); "
+        "copy = env.env_dir / 'mender_grubenv1'; "
+        "(copy / 'lock').write_bytes(encode_block({'editing': '1'})); "
+        "(copy / 'env').write_bytes(encode_block({'mender_boot_part': '3'}))\" && sync"
+    )
+    log = machine.reboot()
+    assert "env copy 1 damaged or half written, repairing it from copy 2" in log
+    assert "trying the update on partition 2" in log
+    assert machine.booted_partition == 2
+    assert boot_env(machine) == {
+        "bootcount": "1", "mender_boot_part": "2", "upgrade_available": "1"}
+    _copies_agree_and_rest(machine)
+
+    # Partition 3 was on trial and its one trial boot is used up: the next boot rolls back.
+    machine.check(
+        "python3 -c \"" + _GRUBENV
+        + "env.write({'mender_boot_part': '3', 'upgrade_available': '1', 'bootcount': '1'})\""
+        " && sync"
+    )
+    log = machine.reboot()
+    assert "partition 3 not committed, rolling back to partition 2" in log
+    assert machine.booted_partition == 2
+    assert boot_env(machine) == {
+        "bootcount": "0", "mender_boot_part": "2", "upgrade_available": "0"}
+    _copies_agree_and_rest(machine)

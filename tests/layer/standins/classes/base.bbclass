@@ -1,0 +1,1 @@
+# Stand-in for oe-core's base.bbclass (tests/layer): empty.

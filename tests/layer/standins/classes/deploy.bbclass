@@ -1,0 +1,1 @@
+# Stand-in for oe-core's deploy.bbclass (tests/layer): empty.

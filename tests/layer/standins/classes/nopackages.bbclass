@@ -1,0 +1,1 @@
+# Stand-in for oe-core's nopackages.bbclass (tests/layer): empty.

@@ -1,0 +1,3 @@
+# Stand-in image recipe (tests/layer): an image with the layer's IMAGE_CLASSES.
+LICENSE = "MIT"
+inherit image
