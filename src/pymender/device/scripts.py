@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TypeVar
 
+from pymender.artifact.model import ARTIFACT_SCRIPT_STATES
 from pymender.errors import ArtifactFormatError, ScriptError, UnsafeArtifactError
 
 log = logging.getLogger(__name__)
@@ -47,20 +48,11 @@ DEFAULT_TIMEOUT = 3600.0  # StateScriptTimeoutSeconds
 DEFAULT_RETRY_INTERVAL = 60.0  # StateScriptRetryIntervalSeconds
 DEFAULT_RETRY_TIMEOUT = 1800.0  # StateScriptRetryTimeoutSeconds
 
-STATES = (
-    "Idle",
-    "Sync",
-    "Download",
-    "ArtifactInstall",
-    "ArtifactReboot",
-    "ArtifactCommit",
-    "ArtifactRollback",
-    "ArtifactRollbackReboot",
-    "ArtifactFailure",
-)
-ACTIONS = ("Enter", "Leave", "Error")
 #: States whose scripts live on the root filesystem; all others come from the Artifact.
-ROOTFS_STATES = frozenset({"Idle", "Sync", "Download"})
+ROOTFS_STATE_NAMES = ("Idle", "Sync", "Download")
+STATES = ROOTFS_STATE_NAMES + ARTIFACT_SCRIPT_STATES
+ACTIONS = ("Enter", "Leave", "Error")
+ROOTFS_STATES = frozenset(ROOTFS_STATE_NAMES)
 #: States standalone mode runs (never Idle, Sync or the reboot states: the client never reboots).
 STANDALONE_STATES = (
     "Download", "ArtifactInstall", "ArtifactCommit", "ArtifactRollback", "ArtifactFailure"
