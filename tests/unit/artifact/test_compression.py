@@ -122,3 +122,32 @@ def test_missing_zstandard_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(DependencyMissingError, match="zstandard"):
         compression.codec_by_name("zstd")
+
+
+def test_gzip_engines_both_give_standard_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
+    outputs = {}
+    for engine in ("zlib", "isal"):
+        monkeypatch.setenv(compression.GZIP_ENGINE_VARIABLE, engine)
+        assert compression.deflate_engine()[0] == engine
+        outputs[engine] = _compress("gzip", DATA, 2)
+        assert gzip.decompress(outputs[engine]) == DATA
+    assert outputs["zlib"] != outputs["isal"]  # why the engine is part of reproducibility
+
+
+def test_gzip_engine_variable_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(compression.GZIP_ENGINE_VARIABLE, "pigz")
+    with pytest.raises(UsageError, match="isal or zlib"):
+        compression.deflate_engine()
+    real_import = builtins.__import__
+
+    def no_isal(name: str, *args: object, **kwargs: object) -> object:
+        if name == "isal":
+            raise ImportError("no isal")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_isal)
+    monkeypatch.setenv(compression.GZIP_ENGINE_VARIABLE, "isal")
+    with pytest.raises(DependencyMissingError, match="isal"):
+        compression.deflate_engine()
+    monkeypatch.delenv(compression.GZIP_ENGINE_VARIABLE)
+    assert compression.deflate_engine()[0] == "zlib"  # falls back when not asked for
