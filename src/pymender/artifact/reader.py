@@ -211,7 +211,9 @@ class PayloadFile:
         return count
 
     def drain(self) -> None:
-        while self.read(1 << 20):
+        """Read (and so check) the rest of the file, into one reused buffer."""
+        buffer = bytearray(min(self._left, 1 << 20))
+        while self.readinto(buffer):
             pass
 
     @property
