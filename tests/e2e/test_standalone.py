@@ -1,0 +1,346 @@
+"""The standalone flow on the booted test image: install, reboot, commit, roll back, refuse,
+lose power.
+
+The scenarios of the standalone flow, each from a fresh copy of the factory image. A boot under
+TCG costs about a minute, so scenarios that can share a machine without weakening each other do:
+
+- ``test_documented_flow_from_usb_stick``: the documented flow (install from a FAT stick,
+  reboot, commit, two more reboots).
+- ``test_https_install_without_commit_rolls_back``: the install comes over https from a server
+  on the host's loopback (a TLS certificate from the test CA the image trusts); the new system
+  runs once, is not committed, and the next boot goes back to the old one.
+- ``test_refusals_and_power_cuts``: broken Artifacts are refused and change nothing; a power
+  cut while the payload streams leaves the old system booting; after that a new install works,
+  and a power cut right after it still leads to the trial of the new system.
+
+That the unit is installed and disabled and that ``/data`` is mounted is checked on the factory
+boot in ``test_boot.py::test_factory_image_boots_rootfs_a_with_pymender_set_up``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import http.server
+import ipaddress
+import os
+import shlex
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.conftest import BootMachine, E2EImage
+from e2e.guest import boot_env, mount_stick, root_device, running_release
+from e2e.qemu import HOST_ADDRESS, Machine, make_fat_disk
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+
+#: Seconds an install of the full root filesystem may take under TCG (about a minute here).
+INSTALL_TIMEOUT = 1200.0
+STICK = "/mnt/usb1"
+
+
+def install(machine: Machine, source: str, *, legacy: bool = False) -> tuple[int, str]:
+    command = "-install" if legacy else "install"
+    return machine.run(f"pymender {command} --no-progress {shlex.quote(source)}",
+                       timeout=INSTALL_TIMEOUT)
+
+
+def env_files_digest(machine: Machine, image: E2EImage) -> str:
+    """The bytes of both GRUB environment copies (env and lock files), as one digest list."""
+    return machine.check(f"cd {shlex.quote(image.grub_env_dir)} && "
+                         "sha256sum mender_grubenv1/* mender_grubenv2/*")
+
+
+def assert_factory_system(machine: Machine, image: E2EImage) -> None:
+    assert machine.booted_partition == 2
+    assert root_device(machine) == image.partitions["rootfs_a"]
+    assert running_release(machine, image.marker_file) == image.factory_release
+    assert machine.run("pymender show-artifact") == (0, image.factory_release)
+
+
+def assert_one_line_error(output: str, *expected: str) -> None:
+    """The device command line reports a failure in one clear line, never a traceback."""
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("pymender: error: ")]
+    assert len(errors) == 1, output
+    for text in expected:
+        assert text in errors[0], output
+
+
+# --- 1. the documented flow ------------------------------------------------------------------
+
+
+def test_documented_flow_from_usb_stick(
+    boot: BootMachine, test_image: E2EImage, tmp_path: Path
+) -> None:
+    stick = make_fat_disk(tmp_path / "stick.img", {"release1.mender": test_image.update_artifact})
+    machine = boot(extra_disks=[stick])
+    assert_factory_system(machine, test_image)
+
+    # Mount the stick and install with Mender's legacy spelling, as the documentation shows.
+    mount_stick(machine, STICK)
+    code, output = install(machine, f"{STICK}/release1.mender", legacy=True)
+    assert code == 0, output
+    assert (f"Installed {test_image.update_release} to {test_image.partitions['rootfs_b']} "
+            "(partition 3); not committed yet.") in output
+    assert boot_env(machine) == {"bootcount": "0", "mender_boot_part": "3",
+                                 "mender_boot_part_hex": "3", "upgrade_available": "1"}
+
+    # The first boot after the install is the new system's one trial.
+    log = machine.reboot()
+    assert "pymender: trying the update on partition 3" in log
+    assert machine.booted_partition == 3
+    assert root_device(machine) == test_image.partitions["rootfs_b"]
+    assert running_release(machine, test_image.marker_file) == test_image.update_release
+    # show-artifact names the committed Artifact: still the factory one until the commit.
+    assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
+    assert boot_env(machine)["bootcount"] == "1"
+
+    code, output = machine.run("pymender -commit")
+    assert code == 0, output
+    assert f"Committed {test_image.update_release}" in output
+    assert machine.run("pymender show-artifact") == (0, test_image.update_release)
+    assert boot_env(machine) == {"bootcount": "1", "mender_boot_part": "3",
+                                 "mender_boot_part_hex": "3", "upgrade_available": "0"}
+
+    # Committed: every later boot runs the new system, with no trial and no rollback.
+    for _ in range(2):
+        log = machine.reboot()
+        assert "trying the update" not in log and "rolling back" not in log
+        assert machine.booted_partition == 3
+        assert root_device(machine) == test_image.partitions["rootfs_b"]
+        assert running_release(machine, test_image.marker_file) == test_image.update_release
+        assert machine.run("pymender show-artifact") == (0, test_image.update_release)
+
+
+# --- 2 + 3. https install, no commit, rollback -----------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+        self.requests.append(self.requestline)
+
+
+def _server_certificate(image: E2EImage, directory: Path) -> tuple[Path, Path]:
+    """A certificate for the guest's view of the host (IP 10.0.2.2), signed by the test CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_key = serialization.load_pem_private_key(image.keys["ca_key"].read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(image.keys["ca_cert"].read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST_ADDRESS)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(HOST_ADDRESS))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def https_server(test_image: E2EImage, tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """An https server on the host's 127.0.0.1 only, serving the update Artifact.
+
+    Yields its port and the request lines it served.
+    """
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "release-2.mender").symlink_to(test_image.update_artifact.resolve())
+    cert, key = _server_certificate(test_image, tmp_path)
+    requests: list[str] = []
+    handler = functools.partial(type("Handler", (_QuietHandler,), {"requests": requests}),
+                                directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_install_without_commit_rolls_back(
+    boot: BootMachine, test_image: E2EImage, https_server: tuple[int, list[str]]
+) -> None:
+    port, requests = https_server
+    machine = boot(host_access=True)
+    assert_factory_system(machine, test_image)
+
+    # Over https from the host, verified against the test CA the image trusts system-wide
+    # (once DHCP has given the guest its default route: the login does not wait for it).
+    machine.check("(for i in $(seq 120); do awk '$2 == \"00000000\"' /proc/net/route | grep -q . "
+                  "&& exit 0; sleep 0.5; done; exit 1)", timeout=90)
+    url = f"https://{HOST_ADDRESS}:{port}/release-2.mender"
+    code, output = install(machine, url)
+    assert code == 0, output
+    assert f"from {url}" in output
+    assert f"Installed {test_image.update_release} to {test_image.partitions['rootfs_b']}" in output
+    assert any("GET /release-2.mender" in line for line in requests), requests
+
+    # The new system runs once...
+    log = machine.reboot()
+    assert "pymender: trying the update on partition 3" in log
+    assert machine.booted_partition == 3
+    assert running_release(machine, test_image.marker_file) == test_image.update_release
+
+    # ...and without a commit the next boot goes back to the old one by itself.
+    log = machine.reboot()
+    assert "pymender: update on partition 3 not committed, rolling back to partition 2" in log
+    assert_factory_system(machine, test_image)
+    assert boot_env(machine) == {"bootcount": "0", "mender_boot_part": "2",
+                                 "mender_boot_part_hex": "2", "upgrade_available": "0"}
+
+    # A late commit fails as designed (exit 1, says why), and the update is forgotten.
+    code, output = machine.run("pymender commit")
+    assert code == 1, output
+    assert_one_line_error(output, "did not stay up", f"{test_image.update_release} was not committed")
+    assert machine.run("pymender commit")[0] == 2  # no update in progress any more
+    assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
+
+
+# --- 4 + 5. refusals and power cuts ----------------------------------------------------------
+
+
+def _write_artifact(out: Path, image: Path, *, device_type: str, key: Path | None,
+                    compression: str = "gzip") -> Path:
+    tool = Path(sys.executable).with_name("pymender-artifact")  # the venv's, not on PATH
+    args = [str(tool) if tool.exists() else "pymender-artifact", "write", "rootfs-image",
+            "-n", "release-bad", "-t", device_type,
+            "-f", str(image), "--compression", compression, "--no-progress", "-o", str(out)]
+    if key is not None:
+        args += ["-k", str(key)]
+    subprocess.run(args, check=True)
+    return out
+
+
+def _refused_artifacts(image: E2EImage, directory: Path) -> dict[str, Path]:
+    """Small Artifacts the device must refuse, by name on the stick."""
+    payload = os.urandom(8 << 20)  # the payload need not be a filesystem to be refused
+    rootfs = directory / "small.ext4"
+    rootfs.write_bytes(payload)
+    signing = image.keys["signing_key"]
+    artifacts = {
+        "wrong-device-type.mender": _write_artifact(
+            directory / "wrong-device-type.mender", rootfs, device_type="raspberrypi4",
+            key=signing),
+        "untrusted-signature.mender": _write_artifact(
+            directory / "untrusted-signature.mender", rootfs, device_type=image.device_type,
+            key=image.keys["untrusted_signing_key"]),
+        "unsigned.mender": _write_artifact(
+            directory / "unsigned.mender", rootfs, device_type=image.device_type, key=None),
+    }
+    # Signed by the trusted key, for this device type, with one payload byte flipped: only the
+    # payload's checksum can catch it. Uncompressed, so the payload's bytes are in the file.
+    corrupted = _write_artifact(directory / "corrupted.mender", rootfs,
+                                device_type=image.device_type, key=signing, compression="none")
+    data = bytearray(corrupted.read_bytes())
+    probe = payload[(4 << 20):(4 << 20) + 64]
+    offset = data.find(probe)
+    assert offset > 0 and data.find(probe, offset + 1) == -1
+    data[offset + 32] ^= 0xFF
+    corrupted.write_bytes(bytes(data))
+    artifacts["corrupted.mender"] = corrupted
+    return artifacts
+
+
+def _sectors_written(machine: Machine, stat_file: str) -> int:
+    """Sectors written to a block device so far (field 7 of its ``stat`` file)."""
+    return int(machine.check(f"awk '{{print $7}}' {stat_file}"))
+
+
+def test_refusals_and_power_cuts(
+    boot: BootMachine, test_image: E2EImage, tmp_path: Path
+) -> None:
+    refused = _refused_artifacts(test_image, tmp_path)
+    stick = make_fat_disk(tmp_path / "stick.img",
+                          {**refused, "release1.mender": test_image.update_artifact})
+    machine = boot(extra_disks=[stick])
+    assert_factory_system(machine, test_image)
+    mount_stick(machine, STICK)
+    env_before = env_files_digest(machine, test_image)
+    factory_env = {"bootcount": "0", "mender_boot_part": "2", "upgrade_available": "0"}
+    assert boot_env(machine) == factory_env
+
+    # 4. Each broken Artifact is refused with one clear line and exit code 1.
+    expected = {
+        "wrong-device-type.mender": ("device type", "raspberrypi4", test_image.device_type),
+        "untrusted-signature.mender": ("signature",),
+        "unsigned.mender": ("not signed",),
+        "corrupted.mender": ("checksum",),
+    }
+    for name, words in expected.items():
+        code, output = install(machine, f"{STICK}/{name}")
+        assert code == 1, f"{name}: {output}"
+        assert_one_line_error(output, *words)
+        # Nothing changed: the environment's bytes, the installed Artifact, no pending update.
+        assert env_files_digest(machine, test_image) == env_before, name
+        assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
+        assert machine.run("pymender commit")[0] == 2, name
+
+    # 5a. Power cut while the payload streams: start the real install in the background and
+    # cut the power once it has written 48 MiB to the inactive partition, well before its end.
+    machine.check("sync")
+    stat = f"/sys/class/block/{test_image.partitions['rootfs_b'].rsplit('/', 1)[-1]}/stat"
+    threshold = _sectors_written(machine, stat) + (48 << 20) // 512
+    machine.check(f"pymender install --no-progress {STICK}/release1.mender "
+                  "</dev/null >/root/install.log 2>&1 & echo $! >/run/install.pid")
+    machine.check(  # in a subshell: an ``exit`` must not end the console's login shell
+        f"(while [ $(awk '{{print $7}}' {stat}) -lt {threshold} ]; do "
+        "kill -0 $(cat /run/install.pid) || exit 1; sleep 0.2; done)", timeout=INSTALL_TIMEOUT)
+    # Still streaming when the power goes (an install that had finished would prove nothing).
+    assert machine.run("kill -0 $(cat /run/install.pid)")[0] == 0
+    assert "Installed" not in machine.check("cat /root/install.log")
+    machine.kill()
+
+    # The old system boots, the environment is exactly as at the factory.
+    log = machine.start()
+    assert "trying the update" not in log
+    assert_factory_system(machine, test_image)
+    assert env_files_digest(machine, test_image) == env_before
+    assert boot_env(machine) == factory_env
+
+    # 5b. A new install then succeeds; the power goes right after it, before any reboot.
+    mount_stick(machine, STICK)
+    code, output = install(machine, f"{STICK}/release1.mender")
+    assert code == 0, output
+    assert f"Installed {test_image.update_release}" in output
+    machine.kill()
+
+    # What the install switched reached the disk: the next boot tries the new system.
+    log = machine.start()
+    assert "pymender: trying the update on partition 3" in log
+    assert machine.booted_partition == 3
+    assert root_device(machine) == test_image.partitions["rootfs_b"]
+    assert running_release(machine, test_image.marker_file) == test_image.update_release
+    assert boot_env(machine)["upgrade_available"] == "1"
+    code, output = machine.run("pymender commit")
+    assert code == 0, output
+    assert machine.run("pymender show-artifact") == (0, test_image.update_release)
