@@ -71,7 +71,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import artifact as artifact_bench  # noqa: E402  (benchmarks/artifact.py: the image builder)
+import artifact as artifact_bench  # noqa: E402  (benchmarks/artifact.py: image builder, tool lookup)
 
 MIB = 1024 * 1024
 MB = 1000 * 1000
@@ -167,14 +167,7 @@ def warm(path: Path) -> None:
 # --- Inputs --------------------------------------------------------------------------------------
 
 
-def tool_path(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise SystemExit(f"{name} is not installed")
-    return found
+tool_path = artifact_bench.tool_path
 
 
 def build_image(work: Path, size_mib: int) -> Path:
