@@ -142,7 +142,7 @@ def test_unknown_pymender_variable_warns(tmp_path: Path) -> None:
 # each standard library module pymender imports; None: in python3-core.
 STDLIB_PACKAGES = {
     "__future__": None, "argparse": None, "binascii": None, "collections": None, "contextlib": None,
-    "dataclasses": None, "enum": None, "errno": None, "io": None, "lzma": None, "os": None,
+    "dataclasses": None, "enum": None, "errno": None, "importlib": None, "io": None, "lzma": None, "os": None,
     "pathlib": None, "posixpath": None, "re": None, "shutil": None, "signal": None, "stat": None,
     "struct": None, "subprocess": None, "sys": None, "time": None, "types": None, "typing": None,
     "zlib": None, "base64": "python3-netclient", "concurrent": "python3-asyncio",
