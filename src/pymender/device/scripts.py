@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from pymender.artifact.model import ARTIFACT_SCRIPT_STATES
+from pymender.device.bootenv.base import fsync_dir
 from pymender.errors import ArtifactFormatError, ScriptError, UnsafeArtifactError
 
 log = logging.getLogger(__name__)
@@ -269,11 +270,11 @@ def store_artifact_scripts(directory: Path, scripts: Mapping[str, bytes]) -> Non
         for name, data in sorted(scripts.items()):
             _write_synced(staging / name, data, 0o755)
         _write_synced(staging / VERSION_FILE, STORED_VERSION.encode(), 0o644)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         if directory.is_symlink() or directory.exists():
             os.rename(directory, retired)
         os.rename(staging, directory)
-        _fsync_dir(parent)
+        fsync_dir(parent)
         _remove(retired)
     except OSError as err:
         raise ScriptError(
@@ -345,13 +346,6 @@ def _write_synced(path: Path, data: bytes, mode: int) -> None:
     finally:
         os.close(fd)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
