@@ -15,13 +15,18 @@
 #     image: sdimg, uefiimg) in IMAGE_FSTYPES, and the ext4 rootfs they are made from, sized
 #     to fill a rootfs partition;
 #   - /etc/fstab lines mounting the boot partition and /data;
-#   - GRUB as EFI boot loader with pymender's boot script and two-copy environment
-#     (PYMENDER_BOOTLOADER = "grub").
+#   - the boot loader integration PYMENDER_BOOTLOADER selects:
+#     "grub": GRUB as EFI boot loader with pymender's boot script and two-copy environment;
+#     "uboot": pymender's boot.scr and the two redundant environment files (uboot.env,
+#     uboot-redund.env) on the boot partition, mounted at /uboot, and /etc/fw_env.config
+#     naming them, with libubootenv's fw_printenv/fw_setenv (recipe pymender-ubootenv). The
+#     board's U-Boot must run boot.scr from partition 1 (distro boot does); it is not built
+#     or placed on the disk by this layer.
 #
 # Checks made once the configuration is read:
 #   - PYMENDER_ARTIFACT_NAME must be set;
 #   - systemd must be the init manager (INIT_MANAGER = "systemd");
-#   - PYMENDER_BOOTLOADER must be "grub" ("uboot" is not supported yet);
+#   - PYMENDER_BOOTLOADER must be "grub" or "uboot";
 #   - every PYMENDER_* variable set must be one the layer knows (a warning names it: typo?).
 #
 # All variables and their defaults: pymender-setup.bbclass and the layer's README.md.
@@ -32,7 +37,7 @@ DISTROOVERRIDES .= ":pymender-full"
 
 IMAGE_CLASSES += "pymender-part-images pymender-artifactimg"
 IMAGE_FSTYPES:append = " ${@pymender_image_fstypes(d)}"
-IMAGE_INSTALL:append = " ${@'' if pymender_is_initramfs(d) else 'pymender kernel-image'}"
+IMAGE_INSTALL:append = " ${@'' if pymender_is_initramfs(d) else 'pymender kernel-image ' + pymender_bootloader_packages(d)}"
 
 # The rootfs image fills a rootfs partition; oe-core's upper bound would only get in the way
 # of the size check, which names PYMENDER_STORAGE_TOTAL_SIZE_MB.
@@ -42,6 +47,10 @@ IMAGE_ROOTFS_MAXSIZE:forcevariable = ""
 def pymender_is_initramfs(d):
     """Initramfs image recipes take their types from INITRAMFS_FSTYPES; pymender leaves them be."""
     return "INITRAMFS_FSTYPES" in (d.getVar("IMAGE_FSTYPES", False) or "")
+
+def pymender_bootloader_packages(d):
+    """Packages the boot loader integration adds to the image."""
+    return "pymender-ubootenv" if d.getVar("PYMENDER_BOOTLOADER") == "uboot" else ""
 
 def pymender_image_fstypes(d):
     """The image types pymender adds: the Artifact and the disk images."""
@@ -69,10 +78,7 @@ python pymender_check_configuration() {
     if not bb.utils.contains("DISTRO_FEATURES", "systemd", True, False, d):
         bb.fatal("pymender-full needs systemd as init manager: set INIT_MANAGER = \"systemd\"")
     bootloader = d.getVar("PYMENDER_BOOTLOADER")
-    if bootloader == "uboot":
-        bb.fatal("PYMENDER_BOOTLOADER = \"uboot\" (the default on arm and aarch64) is not supported "
-                 "yet by meta-pymender: set PYMENDER_BOOTLOADER = \"grub\" to boot through EFI")
-    if bootloader != "grub":
+    if bootloader not in ("grub", "uboot"):
         bb.fatal("PYMENDER_BOOTLOADER must be \"grub\" or \"uboot\", not \"%s\"" % bootloader)
     for image_type in (d.getVar("PYMENDER_IMAGE_TYPES") or "").split():
         if image_type not in ("sdimg", "uefiimg"):

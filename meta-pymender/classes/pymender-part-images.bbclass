@@ -3,8 +3,10 @@
 # Added to IMAGE_CLASSES by pymender-full; images get the types listed in PYMENDER_IMAGE_TYPES.
 # Each is made by `pymender-image build` from pymender-native, with no root rights and no loop
 # devices:
-#   partition 1  boot (FAT, EFI System type): the EFI GRUB binary, pymender's GRUB script and
-#                the two-copy GRUB environment (from pymender-grubenv)
+#   partition 1  boot (FAT, EFI System type). GRUB: the EFI GRUB binary, pymender's GRUB
+#                script and the two-copy GRUB environment (from pymender-grubenv). U-Boot:
+#                boot.scr and the environment files uboot.env, uboot-redund.env (from
+#                pymender-ubootenv); the board's U-Boot itself is placed by its BSP
 #   partition 2  rootfs A: the image's ${PYMENDER_ROOTFS_FSTYPE} rootfs
 #   partition 3  rootfs B: left empty; the first update fills it
 #   partition 4  data (ext4): the rootfs's /data directory (/data/pymender/device_type)
@@ -22,12 +24,17 @@ PYMENDER_PART_IMAGE_DEPENDS = "pymender-native:do_populate_sysroot \
                                dosfstools-native:do_populate_sysroot \
                                mtools-native:do_populate_sysroot \
                                e2fsprogs-native:do_populate_sysroot \
-                               ${@'grub-efi:do_deploy pymender-grubenv:do_deploy' if d.getVar('PYMENDER_BOOTLOADER') == 'grub' else ''}"
+                               ${@pymender_bootloader_deploy_depends(d)}"
 
 IMAGE_TYPEDEP:sdimg = "${PYMENDER_ROOTFS_FSTYPE}"
 IMAGE_TYPEDEP:uefiimg = "${PYMENDER_ROOTFS_FSTYPE}"
 do_image_sdimg[depends] += "${PYMENDER_PART_IMAGE_DEPENDS}"
 do_image_uefiimg[depends] += "${PYMENDER_PART_IMAGE_DEPENDS}"
+
+def pymender_bootloader_deploy_depends(d):
+    """The deploy tasks that give the boot partition's files."""
+    return {"grub": "grub-efi:do_deploy pymender-grubenv:do_deploy",
+            "uboot": "pymender-ubootenv:do_deploy"}.get(d.getVar("PYMENDER_BOOTLOADER"), "")
 
 # Options of `pymender-image build` that come from variables (quoted for the shell).
 PYMENDER_IMAGE_ARGS = "${@pymender_image_args(d)}"
@@ -48,9 +55,14 @@ def pymender_image_args(d):
 # $1: directory to fill with the boot partition's files.
 pymender_boot_files() {
     rm -rf "$1"
-    install -d "$1${EFIDIR}"
-    install -m 0644 ${DEPLOY_DIR_IMAGE}/grub-efi-${EFI_BOOT_IMAGE} "$1${EFIDIR}/${EFI_BOOT_IMAGE}"
-    cp -R ${DEPLOY_DIR_IMAGE}/pymender-grubenv/. "$1/"
+    install -d "$1"
+    if [ "${PYMENDER_BOOTLOADER}" = "uboot" ]; then
+        cp -R ${DEPLOY_DIR_IMAGE}/pymender-ubootenv/. "$1/"
+    else
+        install -d "$1${EFIDIR}"
+        install -m 0644 ${DEPLOY_DIR_IMAGE}/grub-efi-${EFI_BOOT_IMAGE} "$1${EFIDIR}/${EFI_BOOT_IMAGE}"
+        cp -R ${DEPLOY_DIR_IMAGE}/pymender-grubenv/. "$1/"
+    fi
 }
 
 # $1: sdimg or uefiimg.

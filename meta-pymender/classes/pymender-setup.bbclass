@@ -45,7 +45,8 @@
 #   PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA  bytes kept before partition 1. Default: 0
 #   PYMENDER_CALC_ROOTFS_SIZE        derived, read-only: each rootfs partition, KiB
 #                                    (the formula of pymender-image rootfs-size)
-#   PYMENDER_BOOT_PART_MOUNT_LOCATION  where the boot partition is mounted. Default: /boot/efi
+#   PYMENDER_BOOT_PART_MOUNT_LOCATION  where the boot partition is mounted.
+#                                    Default: /boot/efi; /uboot with PYMENDER_BOOTLOADER = "uboot"
 #   PYMENDER_IMAGE_TYPES             disk image types added to IMAGE_FSTYPES besides
 #                                    "mender": sdimg (MBR), uefiimg (GPT) or both.
 #                                    Default: sdimg
@@ -54,15 +55,23 @@
 #                                    --disk-id); empty: the tool's default. Default: empty
 #
 # Boot
-#   PYMENDER_BOOTLOADER              "grub" (EFI) or "uboot".
+#   PYMENDER_BOOTLOADER              "grub" (EFI) or "uboot" (a U-Boot with distro boot runs
+#                                    boot.scr from the boot partition).
 #                                    Default: grub; uboot on arm and aarch64
-#   PYMENDER_KERNEL_IMAGE            kernel path inside the rootfs. Default:
-#                                    /boot/${KERNEL_IMAGETYPE}
+#   PYMENDER_KERNEL_IMAGE            kernel path inside the rootfs (U-Boot: an arm64 Image,
+#                                    plain or gzip-compressed). Default: /boot/${KERNEL_IMAGETYPE}
 #   PYMENDER_INITRD_IMAGE            initramfs path inside the rootfs; empty: none
+#   PYMENDER_KERNEL_DEVICETREE       U-Boot only: device tree path inside the rootfs (e.g.
+#                                    /boot/board.dtb, from the kernel-devicetree package);
+#                                    empty: the device tree U-Boot itself runs with. Default: empty
 #   PYMENDER_KERNEL_ARGS             further kernel arguments. Default: rw (plus the serial
-#                                    console on qemux86-64)
+#                                    console on qemux86-64 and qemuarm64)
 #   PYMENDER_KERNEL_ROOT_BASE        root= is this plus the partition number; empty:
-#                                    root=PARTUUID=... found by GRUB. Default: empty
+#                                    root=PARTUUID=... found by the boot script. Default: empty
+#   PYMENDER_UBOOT_ENV_SIZE          U-Boot only: size of each of the two environment files
+#                                    (uboot.env, uboot-redund.env) on the boot partition, hex;
+#                                    at most the CONFIG_ENV_SIZE of the board's U-Boot.
+#                                    Default: 0x4000
 #
 # Source
 #   PYMENDER_SRC_DIR                 the pymender source tree the updater recipe builds
@@ -113,7 +122,7 @@ PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA_DEFAULT = "0"
 PYMENDER_CALC_ROOTFS_SIZE = "${@pymender_calc_rootfs_size_kib(d)}"
 
 PYMENDER_BOOT_PART_MOUNT_LOCATION ??= "${PYMENDER_BOOT_PART_MOUNT_LOCATION_DEFAULT}"
-PYMENDER_BOOT_PART_MOUNT_LOCATION_DEFAULT = "/boot/efi"
+PYMENDER_BOOT_PART_MOUNT_LOCATION_DEFAULT = "${@'/uboot' if d.getVar('PYMENDER_BOOTLOADER') == 'uboot' else '/boot/efi'}"
 PYMENDER_IMAGE_TYPES ??= "${PYMENDER_IMAGE_TYPES_DEFAULT}"
 PYMENDER_IMAGE_TYPES_DEFAULT = "sdimg"
 PYMENDER_IMAGE_BMAP ??= "${PYMENDER_IMAGE_BMAP_DEFAULT}"
@@ -132,8 +141,13 @@ PYMENDER_INITRD_IMAGE_DEFAULT = ""
 PYMENDER_KERNEL_ARGS ??= "${PYMENDER_KERNEL_ARGS_DEFAULT}"
 PYMENDER_KERNEL_ARGS_DEFAULT = "rw"
 PYMENDER_KERNEL_ARGS_DEFAULT:qemux86-64 = "rw console=ttyS0,115200"
+PYMENDER_KERNEL_ARGS_DEFAULT:qemuarm64 = "rw console=ttyAMA0,115200"
 PYMENDER_KERNEL_ROOT_BASE ??= "${PYMENDER_KERNEL_ROOT_BASE_DEFAULT}"
 PYMENDER_KERNEL_ROOT_BASE_DEFAULT = ""
+PYMENDER_KERNEL_DEVICETREE ??= "${PYMENDER_KERNEL_DEVICETREE_DEFAULT}"
+PYMENDER_KERNEL_DEVICETREE_DEFAULT = ""
+PYMENDER_UBOOT_ENV_SIZE ??= "${PYMENDER_UBOOT_ENV_SIZE_DEFAULT}"
+PYMENDER_UBOOT_ENV_SIZE_DEFAULT = "0x4000"
 
 # Derived from the layout pymender-image writes (1 boot, 2 rootfs A, 3 rootfs B, 4 data):
 # not meant to be set. The runtime files' @PYMENDER_...@ placeholders take these values.
@@ -164,7 +178,7 @@ PYMENDER_KNOWN_VARIABLES = "\
     PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA PYMENDER_CALC_ROOTFS_SIZE \
     PYMENDER_BOOT_PART_MOUNT_LOCATION PYMENDER_IMAGE_TYPES PYMENDER_IMAGE_BMAP PYMENDER_DISK_ID \
     PYMENDER_BOOTLOADER PYMENDER_KERNEL_IMAGE PYMENDER_INITRD_IMAGE PYMENDER_KERNEL_ARGS \
-    PYMENDER_KERNEL_ROOT_BASE PYMENDER_SRC_DIR \
+    PYMENDER_KERNEL_ROOT_BASE PYMENDER_KERNEL_DEVICETREE PYMENDER_UBOOT_ENV_SIZE PYMENDER_SRC_DIR \
     PYMENDER_BOOT_PART_NUMBER PYMENDER_ROOTFS_PART_A_NUMBER PYMENDER_ROOTFS_PART_B_NUMBER \
     PYMENDER_DATA_PART_NUMBER PYMENDER_ROOTFS_PART_A_NUMBER_HEX PYMENDER_ROOTFS_PART_B_NUMBER_HEX \
     PYMENDER_BOOT_PART PYMENDER_ROOTFS_PART_A PYMENDER_ROOTFS_PART_B PYMENDER_DATA_PART \

@@ -19,10 +19,12 @@ RECIPES = bbparse.layer_files(".bb")
 APPENDS = {
     "base-files": LAYER / "recipes-core" / "base-files" / "base-files_%.bbappend",
     "grub-efi": LAYER / "recipes-bsp" / "grub" / "grub-efi_%.bbappend",
+    "u-boot": LAYER / "recipes-bsp" / "u-boot" / "u-boot_%.bbappend",
 }
 STANDIN_RECIPES = {
     "base-files": STANDINS / "recipes" / "base-files_3.0.14.bb",
     "grub-efi": STANDINS / "recipes" / "grub-efi_2.12.bb",
+    "u-boot": STANDINS / "recipes" / "u-boot_2024.01.bb",
 }
 IMAGE = STANDINS / "recipes" / "core-image-standin.bb"
 
@@ -64,10 +66,12 @@ def test_class_parses_in_an_image(tmp_path: Path, path: Path) -> None:
 
 
 def test_every_include_is_read_when_opted_in(tmp_path: Path) -> None:
-    d = configuration(tmp_path, local_conf())
     read: set[str] = set()
-    for name, append in APPENDS.items():
-        read.update(recipe(d, STANDIN_RECIPES[name], [append])[""].getVar("BBINCLUDED").split())
+    for bootloader in ("grub", "uboot"):
+        (tmp_path / bootloader).mkdir()
+        d = configuration(tmp_path / bootloader, local_conf(f'PYMENDER_BOOTLOADER = "{bootloader}"'))
+        for name, append in APPENDS.items():
+            read.update(recipe(d, STANDIN_RECIPES[name], [append])[""].getVar("BBINCLUDED").split())
     assert {str(p) for p in bbparse.layer_files(".inc")} <= read
 
 
@@ -119,9 +123,52 @@ def test_missing_artifact_name_is_a_clear_error(tmp_path: Path) -> None:
         configuration(tmp_path, local_conf(artifact_name=None))
 
 
-def test_uboot_is_refused_until_supported(tmp_path: Path) -> None:
-    with pytest.raises(Fatal, match="not supported yet"), capture_warnings():
-        configuration(tmp_path, local_conf('PYMENDER_BOOTLOADER = "uboot"'))
+def kas_local_conf(machine_file: str) -> str:
+    """local.conf as kas writes it for ``kas/<machine_file>`` (plus the machine's arch, which
+    oe-core's machine configuration would set)."""
+    import yaml
+
+    parts = []
+    for name in ("include/common.yml", machine_file):
+        parts += yaml.safe_load((REPO / "kas" / name).read_text())["local_conf_header"].values()
+    machine = yaml.safe_load((REPO / "kas" / machine_file).read_text())["machine"]
+    parts.append(f'MACHINE = "{machine}"\nTARGET_ARCH = "aarch64"\nTRANSLATED_TARGET_ARCH = "aarch64"\n')
+    return "\n".join(parts)
+
+
+def test_kas_qemuarm64_selects_the_uboot_path(tmp_path: Path) -> None:
+    d = configuration(tmp_path, kas_local_conf("qemuarm64.yml"))
+    assert d.getVar("PYMENDER_BOOTLOADER") == "uboot"
+    assert d.getVar("PYMENDER_BOOT_PART_MOUNT_LOCATION") == "/uboot"
+    assert d.getVar("PYMENDER_KERNEL_ARGS") == "rw console=ttyAMA0,115200"
+    assert "u-boot" in d.getVar("EXTRA_IMAGEDEPENDS").split()
+    image = recipe(d, IMAGE)[""]
+    assert "pymender-ubootenv" in image.getVar("IMAGE_INSTALL").split()
+    depends = image.getVarFlag("do_image_sdimg", "depends").split()
+    assert "pymender-ubootenv:do_deploy" in depends
+    assert not [dep for dep in depends if "grub" in dep]
+    ubootenv = recipe(d, LAYER / "recipes-bsp" / "pymender-ubootenv" / "pymender-ubootenv_1.0.bb")[""]
+    assert ubootenv.getVar("PYMENDER_MKIMAGE_ARCH") == "arm64"
+    assert ubootenv.getVar("RDEPENDS:pymender-ubootenv").split() == ["libubootenv-bin"]
+    assert "u-boot-tools-native" in ubootenv.getVar("DEPENDS").split()
+
+
+def test_uboot_defaults_follow_the_bootloader(tmp_path: Path) -> None:
+    d = configuration(tmp_path, local_conf('PYMENDER_BOOTLOADER = "uboot"'))
+    assert d.getVar("PYMENDER_BOOT_PART_MOUNT_LOCATION") == "/uboot"
+    assert d.getVar("PYMENDER_UBOOT_ENV_SIZE") == "0x4000"
+    assert d.getVar("PYMENDER_KERNEL_DEVICETREE") == ""
+    grub = configuration(tmp_path, local_conf())
+    assert grub.getVar("PYMENDER_BOOTLOADER") == "grub"
+    assert grub.getVar("PYMENDER_BOOT_PART_MOUNT_LOCATION") == "/boot/efi"
+    image = recipe(grub, IMAGE)[""]
+    assert "pymender-ubootenv" not in image.getVar("IMAGE_INSTALL").split()
+    assert "pymender-grubenv:do_deploy" in image.getVarFlag("do_image_sdimg", "depends")
+
+
+def test_unknown_bootloader_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(Fatal, match='PYMENDER_BOOTLOADER must be "grub" or "uboot"'), capture_warnings():
+        configuration(tmp_path, local_conf('PYMENDER_BOOTLOADER = "barebox"'))
 
 
 def test_systemd_is_required(tmp_path: Path) -> None:
