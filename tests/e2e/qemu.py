@@ -1,13 +1,16 @@
-"""Drive a QEMU x86-64 UEFI machine over its serial console, for the end-to-end tests.
+"""Drive a QEMU machine over its serial console, for the end-to-end tests.
 
-A :class:`Machine` boots a disk image with OVMF, waits for the root shell that the test image
-logs in automatically on ttyS0, runs shell commands and reads their exit codes, reboots, powers
-off, or cuts the power (kills QEMU). Every byte of the console goes to a log file, so a failed
-test can be read boot by boot.
+Two machines, one per test image: ``x86_64`` (q35 with UEFI firmware, OVMF, which starts GRUB)
+and ``arm64`` (the virt machine with Debian's U-Boot build as its firmware, which runs the boot
+script from the boot partition). A :class:`Machine` boots a disk image, waits for the root shell
+that the test image logs in automatically on the first serial port, runs shell commands and
+reads their exit codes, reboots, powers off, or cuts the power (kills QEMU). Every byte of the
+console goes to a log file, so a failed test can be read boot by boot.
 
-KVM is used only when a short probe shows that it really runs guest code (``/dev/kvm`` can exist
-and still hang or fail in nested setups); otherwise QEMU emulates the CPU (TCG), which is slower
-but works everywhere. ``PYMENDER_E2E_ACCEL=kvm|tcg`` overrides the probe.
+KVM is used only for x86-64 and only when a short probe shows that it really runs guest code
+(``/dev/kvm`` can exist and still hang or fail in nested setups); otherwise QEMU emulates the CPU
+(TCG), which is slower but works everywhere. ``PYMENDER_E2E_ACCEL=kvm|tcg`` overrides the probe.
+arm64 always runs under TCG on an x86-64 host.
 """
 
 from __future__ import annotations
@@ -28,14 +31,22 @@ from typing import IO
 
 import pexpect
 
-QEMU = "qemu-system-x86_64"
+#: The machines: the test image's architecture name -> its QEMU.
+QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+QEMU = QEMU_BINARIES["x86_64"]
+#: Debian's U-Boot for QEMU's arm64 virt machine (package u-boot-qemu): distro boot, virtio.
+UBOOT_ARM64 = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+#: The emulated arm64 CPU. Cortex-A57 (ARMv8.0) has no pointer authentication, whose emulation
+#: makes ``max`` several times slower under TCG; Debian's arm64 kernel runs on it.
+ARM64_CPU = "cortex-a57"
 OVMF_CODE_CANDIDATES = (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_CODE.fd"))
 #: Where the guest reaches the host's loopback in QEMU's user-mode network (``host_access``).
 HOST_ADDRESS = "10.0.2.2"
 #: The test image's shell prompt once the automatic root login is done.
 SHELL_PROMPT = re.compile(r"root@[\w.-]+:[^\r\n#$]*# ")
-#: What the boot script prints when it hands over to the kernel (group 1: partition number).
-GRUB_BOOTING = re.compile(r"pymender: booting partition (\d+)")
+#: What the boot script (GRUB's or U-Boot's) prints when it hands over to the kernel (group 1:
+#: partition number).
+BOOTING_PARTITION = re.compile(r"pymender: booting partition (\d+)")
 _RC_MARK = "@@PMRC"
 
 
@@ -73,6 +84,12 @@ def kvm_usable() -> bool:
         finally:
             probe.close(force=True)
     return index == 0
+
+
+def uboot_arm64() -> Path:
+    if not UBOOT_ARM64.exists():
+        raise MachineError(f"{UBOOT_ARM64} is missing (Debian package u-boot-qemu)")
+    return UBOOT_ARM64
 
 
 def ovmf_code() -> Path:
@@ -133,6 +150,8 @@ class MachineConfig:
 
     #: The system disk (becomes /dev/vda). Written by the guest: give each test its own.
     disk: Path
+    #: The machine: ``x86_64`` (q35, OVMF) or ``arm64`` (virt, U-Boot); the disk's architecture.
+    arch: str = "x86_64"
     #: Further disks, raw or qcow2 (/dev/vdb, /dev/vdc, ...; ``/dev/disk/by-id/virtio-diskN``).
     extra_disks: Sequence[Path] = ()
     memory_mb: int = 1024
@@ -143,7 +162,7 @@ class MachineConfig:
     host_forwards: Sequence[tuple[int, int]] = ()
     #: Seconds from power-on to the shell; None: 120 with KVM, 600 with TCG.
     boot_timeout: float | None = None
-    kvm: bool | None = None  # None: use the probe
+    kvm: bool | None = None  # None: use the probe (x86_64 only; arm64 always runs under TCG)
     extra_args: Sequence[str] = field(default_factory=list)
 
 
@@ -151,33 +170,41 @@ class Machine:
     """One QEMU machine, started with :meth:`start`, talked to over the serial console."""
 
     def __init__(self, config: MachineConfig, log_path: Path) -> None:
+        if config.arch not in QEMU_BINARIES:
+            raise MachineError(f"unknown machine {config.arch!r}; known: {', '.join(QEMU_BINARIES)}")
         self.config = config
         self.log_path = log_path
-        self.kvm = kvm_usable() if config.kvm is None else config.kvm
+        if config.kvm is not None:
+            self.kvm = config.kvm
+        else:
+            self.kvm = config.arch == "x86_64" and kvm_usable()
         self.boot_timeout = config.boot_timeout or (120.0 if self.kvm else 600.0)
         self._log = _ConsoleLog(log_path)
-        code = ovmf_code()
-        self._ovmf_code = code
-        self._ovmf_vars = config.disk.with_name(config.disk.name + ".OVMF_VARS.fd")
-        if not self._ovmf_vars.exists():
-            shutil.copyfile(ovmf_vars_template(code), self._ovmf_vars)
+        #: x86-64: OVMF's code and this machine's own copy of its variables; arm64: U-Boot.
+        self._firmware: Path
+        self._ovmf_vars: Path | None = None
+        if config.arch == "x86_64":
+            self._firmware = ovmf_code()
+            self._ovmf_vars = config.disk.with_name(config.disk.name + ".OVMF_VARS.fd")
+            if not self._ovmf_vars.exists():
+                shutil.copyfile(ovmf_vars_template(self._firmware), self._ovmf_vars)
+        else:
+            self._firmware = uboot_arm64()
         self._child: pexpect.spawn | None = None
         #: Boots so far, and what the last one printed (firmware, GRUB, kernel, systemd; no
         #: carriage returns).
         self.boots = 0
         self.last_boot_log = ""
-        #: The partition GRUB booted last time, from the boot script's message (None: not seen).
+        #: The partition the boot script booted last time, from its message (None: not seen).
         self.booted_partition: int | None = None
 
     # --- power -----------------------------------------------------------------------------------
 
     def command_line(self) -> list[str]:
         cfg = self.config
-        args = [QEMU, "-M", "q35", "-m", str(cfg.memory_mb), "-smp", str(cfg.cpus),
-                "-nodefaults", "-display", "none", "-monitor", "none",
+        args = [QEMU_BINARIES[cfg.arch], *self._board_args(), "-m", str(cfg.memory_mb),
+                "-smp", str(cfg.cpus), "-nodefaults", "-display", "none", "-monitor", "none",
                 "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={self._ovmf_code}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={self._ovmf_vars}",
                 "-drive", f"if=none,id=disk0,format={disk_format(cfg.disk)},file={cfg.disk}",
                 "-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
         for index, extra in enumerate(cfg.extra_disks, start=1):
@@ -190,6 +217,15 @@ class Machine:
         args += ["-accel", "kvm"] if self.kvm else ["-accel", "tcg"]
         args += list(cfg.extra_args)
         return args
+
+    def _board_args(self) -> list[str]:
+        """The board and its firmware. U-Boot's distro boot tries the virtio disks in order, so
+        the system disk, the first one on the PCI bus, is where it finds the boot script."""
+        if self.config.arch == "arm64":
+            return ["-M", "virt", "-cpu", ARM64_CPU, "-bios", str(self._firmware)]
+        return ["-M", "q35",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={self._firmware}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={self._ovmf_vars}"]
 
     def start(self) -> str:
         """Power on and wait for the shell; returns what the boot printed."""
@@ -215,7 +251,7 @@ class Machine:
         deadline = time.monotonic() + (timeout or self.boot_timeout)
         self.booted_partition = None
         while True:
-            index = self._expect([GRUB_BOOTING, SHELL_PROMPT], deadline, "the root shell")
+            index = self._expect([BOOTING_PARTITION, SHELL_PROMPT], deadline, "the root shell")
             if index == 0:
                 self.booted_partition = int(child.match.group(1))
             else:

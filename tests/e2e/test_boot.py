@@ -1,8 +1,10 @@
 """The test image boots to a root shell from rootfs A, set up as the layer sets up a device.
 
-One boot serves every check of the factory state (a boot under TCG takes about a minute);
-each check is its own assertion so a failure names what is wrong. A second test drives the
-harness itself: a second disk, a power cut, power on, power off.
+Every test runs on both machines (x86-64 with GRUB, arm64 with U-Boot; see conftest.py) unless
+it says otherwise. One boot serves every check of the factory state (a boot under TCG takes
+about a minute); each check is its own assertion so a failure names what is wrong. A second
+test drives the harness itself: a second disk, a power cut, power on, power off. The third
+tests GRUB's boot script; U-Boot's has its own test (test_uboot_script.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from e2e.conftest import BootMachine, E2EImage
-from e2e.guest import boot_env, mount_stick, root_device, running_release
+from e2e.guest import boot_env, fw_printenv, mount_stick, root_device, running_release
 from e2e.qemu import Machine, make_fat_disk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -28,9 +30,10 @@ def machine(boot: BootMachine) -> Iterator[Machine]:
 def test_factory_image_boots_rootfs_a_with_pymender_set_up(
     machine: Machine, test_image: E2EImage
 ) -> None:
-    # GRUB's boot script chose rootfs A from the environment and said so.
+    # The boot script (GRUB's or U-Boot's) chose rootfs A from the environment and said so.
     assert machine.booted_partition == 2
-    assert "pymender: root=PARTUUID=" in machine.last_boot_log
+    if test_image.bootloader == "grub":
+        assert "pymender: root=PARTUUID=" in machine.last_boot_log
 
     # The shell works and reports exit codes faithfully.
     assert machine.run("true") == (0, "")
@@ -44,7 +47,7 @@ def test_factory_image_boots_rootfs_a_with_pymender_set_up(
     # The data and boot partitions are mounted as the layer's fstab lines say.
     assert machine.check("findmnt -n -o SOURCE,FSTYPE /data").split() == [
         test_image.partitions["data"], "ext4"]
-    assert machine.check("findmnt -n -o SOURCE,FSTYPE /boot/efi").split() == [
+    assert machine.check(f"findmnt -n -o SOURCE,FSTYPE {test_image.boot_mount}").split() == [
         test_image.partitions["boot"], "vfat"]
     assert machine.check("readlink /var/lib/pymender") == "/data/pymender"
     assert machine.check("cat /var/lib/pymender/device_type") == (
@@ -56,14 +59,27 @@ def test_factory_image_boots_rootfs_a_with_pymender_set_up(
     assert code == 0 and failed == "", failed
 
     # pymender runs on the device's own Python, with the configuration the layer installs.
-    assert machine.run("python3 -c 'import pymender.device.bootenv.grub, cryptography'")[0] == 0
+    backend = f"pymender.device.bootenv.{test_image.bootloader}"
+    assert machine.run(f"python3 -c 'import {backend}, cryptography'")[0] == 0
     config = json.loads(machine.check("cat /etc/pymender/pymender.conf"))
+    assert config["Bootloader"] == test_image.bootloader
     assert config["RootfsPartA"] == test_image.partitions["rootfs_a"]
     assert config["RootfsPartB"] == test_image.partitions["rootfs_b"]
     assert config["ArtifactVerifyKey"] == "/etc/pymender/artifact-verify-key.pem"
 
-    # The GRUB environment, read by pymender's own code on the device: A is active, no trial.
-    assert boot_env(machine) == {"bootcount": "0", "mender_boot_part": "2", "upgrade_available": "0"}
+    # The bootloader environment, read by pymender's own code on the device: A is active, no
+    # trial (U-Boot's initial env also has mender_boot_part_hex; GRUB's gets it on first write).
+    factory_env = {"bootcount": "0", "mender_boot_part": "2", "upgrade_available": "0"}
+    if test_image.bootloader == "uboot":
+        factory_env["mender_boot_part_hex"] = "2"
+    assert boot_env(machine) == factory_env
+    if test_image.bootloader == "uboot":
+        # fw_env.config names the two copies on the boot partition, and libubootenv's
+        # fw_printenv reads the same values from them as pymender.
+        config_lines = machine.check("grep -v '^#' /etc/fw_env.config").splitlines()
+        assert [line.split()[0] for line in config_lines if line.strip()] == list(
+            test_image.uboot_env_files)
+        assert fw_printenv(machine) == factory_env
 
     # The device command line reports the factory release (from /etc/mender/artifact_info).
     assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
@@ -120,7 +136,12 @@ def _copies_agree_and_rest(machine: Machine) -> None:
     )
 
 
-def test_grub_script_repairs_tries_once_and_rolls_back(boot: BootMachine) -> None:
+def test_grub_script_repairs_tries_once_and_rolls_back(
+    boot: BootMachine, test_image: E2EImage
+) -> None:
+    if test_image.bootloader != "grub":
+        pytest.skip("GRUB's boot script only; U-Boot's boot script has its own test "
+                    "(tests/e2e/test_uboot_script.py)")
     machine = boot()
     # An update of partition 2 is on trial (the running one, so the trial boot can succeed),
     # and copy 1 is left as a power cut in the middle of writing it would leave it: lock
