@@ -3,8 +3,9 @@
 Every test runs on both machines (x86-64 with GRUB, arm64 with U-Boot; see conftest.py) unless
 it says otherwise. One boot serves every check of the factory state (a boot under TCG takes
 about a minute); each check is its own assertion so a failure names what is wrong. A second
-test drives the harness itself: a second disk, a power cut, power on, power off. The third
-tests GRUB's boot script; U-Boot's has its own test (test_uboot_script.py).
+test drives the harness itself: a second disk, a power cut, power on, power off (cut for time
+on arm64, where the standalone scenarios drive the same steps). The third tests GRUB's boot
+script; U-Boot's has its own test (test_uboot_script.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.conftest import BootMachine, E2EImage
+from e2e.conftest import BootMachine, E2EImage, cut_for_time
 from e2e.guest import boot_env, fw_printenv, mount_stick, root_device, running_release
 from e2e.qemu import Machine, make_fat_disk
 
@@ -88,6 +89,8 @@ def test_factory_image_boots_rootfs_a_with_pymender_set_up(
 def test_usb_stick_power_cut_and_power_on(
     boot: BootMachine, test_image: E2EImage, tmp_path: Path
 ) -> None:
+    cut_for_time(test_image, "the stick, the power cut and the power-on are driven on arm64 by "
+                 "test_standalone.py::test_refusals_and_power_cuts; this checks the harness")
     # A second disk stands in for a USB stick: a FAT filesystem without a partition table.
     note = tmp_path / "hello.txt"
     note.write_text("from the stick\n")
