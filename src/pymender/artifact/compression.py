@@ -17,15 +17,12 @@ number of threads.
 
 from __future__ import annotations
 
-import lzma
 import os
 import struct
 import zlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from pymender.errors import (
     ArtifactFormatError,
@@ -37,7 +34,12 @@ from pymender.errors import (
 
 from .tarstream import Readable
 
-Sink = Callable[[bytes], Any]
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+#: What compressors accept: the writer hands them views of its reused read buffers.
+Chunk = bytes | memoryview
+Sink = Callable[[Chunk], Any]
 
 READ_CHUNK = 256 * 1024  # compressed bytes per read: ~1 MiB of output per decompress call
 # xz decompression needs the dictionary in memory; upstream writes 64 MiB dictionaries.
@@ -48,8 +50,9 @@ ZSTD_MAX_WINDOW = 128 * 1024 * 1024
 ZSTD_JOB = 2 << 20
 
 
-@dataclass(frozen=True)
-class Codec:
+class Codec(NamedTuple):
+    """A compression as an Artifact names it (immutable)."""
+
     name: str  # upstream's --compression id
     suffix: str  # member name suffix
     level: int | None = None
@@ -120,10 +123,12 @@ class _StreamDecompressor:
     #: The decompressor makes a new ``bytes`` object anyway: ``read`` costs no extra copy.
     native_readinto = False
 
-    def __init__(self, raw: Readable, new: Callable[[], Any], what: str) -> None:
+    def __init__(self, raw: Readable, new: Callable[[], Any], what: str,
+                 errors: tuple[type[Exception], ...] = (zlib.error,)) -> None:
         self._raw = raw
         self._new = new
         self._what = what
+        self._errors = errors + (EOFError,)
         self._dec = new()
         self._pending = b""  # input the decompressor has not seen yet
         self._started = False
@@ -164,7 +169,7 @@ class _StreamDecompressor:
                     )
             try:
                 out = dec.decompress(data, size)
-            except (zlib.error, lzma.LZMAError, EOFError) as err:
+            except self._errors as err:
                 raise self._error(err) from None
             if out:
                 return bytes(out)
@@ -219,9 +224,11 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:
     if codec.name == "gzip":
         return _StreamDecompressor(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), what)
     if codec.name == "lzma":
+        import lzma  # here: most Artifacts are not xz, and the import costs start-up time
+
         return _StreamDecompressor(
-            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what
-        )
+            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what,
+            (lzma.LZMAError,))
     if codec.name == "zstd":
         return _ZstdReader(raw, what)
     raise ArtifactUnsupportedError(f"unsupported compression {codec.name}")
@@ -231,7 +238,7 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:
 
 
 class Compressor(Protocol):
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: Chunk) -> None: ...
     def finish(self) -> None: ...
 
 
@@ -246,7 +253,7 @@ class _Passthrough:
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Chunk) -> None:
         if data:
             self._sink(data)
 
@@ -266,7 +273,12 @@ class _BlockPipeline:
         self._block_size = block_size
         self._buffer = bytearray()
         self._threads = threads
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
+        if threads > 1:
+            # imported here: reading never needs it, and it costs start-up time
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(threads)
         self._inflight: deque[Future[bytes] | bytes] = deque()
         self._index = 0
         self._previous = b""
@@ -298,7 +310,7 @@ class _BlockPipeline:
         item = self._inflight.popleft()
         self.emit(item if isinstance(item, bytes) else item.result())
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Chunk) -> None:
         self._buffer += data
         size = self._block_size
         if len(self._buffer) > size:
@@ -373,7 +385,7 @@ class _ParallelGzip(_BlockPipeline):
         self._length = 0
         sink(GZIP_HEADER)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Chunk) -> None:
         self._crc = zlib.crc32(data, self._crc)
         self._length += len(data)
         super().write(data)
@@ -423,6 +435,10 @@ class _ParallelXz(_BlockPipeline):
 
     def __init__(self, sink: Sink, preset: int, threads: int) -> None:
         super().__init__(sink, XZ_BLOCK, threads)
+        import lzma
+
+        self._compress = lzma.compress
+        self._raw_format = lzma.FORMAT_RAW
         self._filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": XZ_DICT}]
         flags = bytes([0x00, _XZ_CHECK_CRC32])
         sink(b"\xfd7zXZ\x00" + flags + struct.pack("<I", zlib.crc32(flags)))
@@ -435,7 +451,7 @@ class _ParallelXz(_BlockPipeline):
         self._records: list[tuple[int, int]] = []
 
     def compress_block(self, block: bytes, previous: bytes, index: int, last: bool) -> bytes:
-        data = lzma.compress(block, format=lzma.FORMAT_RAW, filters=self._filters)
+        data = self._compress(block, format=self._raw_format, filters=self._filters)
         unpadded = len(self._block_header) + len(data) + 4
         return struct.pack("<QQ", unpadded, len(block)) + self._block_header + data + (
             b"\0" * (-len(data) % 4)) + struct.pack("<I", zlib.crc32(block))
@@ -470,7 +486,7 @@ class _Zstd:
         )
         self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Chunk) -> None:
         out = self._obj.compress(data)
         if out:
             self._sink(out)
@@ -495,7 +511,7 @@ def compressor(codec: Codec, sink: Sink, *, threads: int | None = None) -> Compr
 
 def compress_bytes(codec: Codec, data: bytes, *, threads: int = 1) -> bytes:
     """Compress a small in-memory buffer (the header tar) with ``codec``."""
-    out: list[bytes] = []
+    out: list[Chunk] = []
     comp = compressor(codec, out.append, threads=threads)
     comp.write(data)
     comp.finish()

@@ -9,9 +9,10 @@ and keeps track of which entries the rest of the Artifact has consumed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from pymender.errors import ArtifactFormatError, ChecksumError, UnsafeArtifactError
+
+from .record import Record
 
 MAX_MANIFEST = 1024 * 1024
 _LINE = re.compile(r"([0-9a-f]{64})  (\S+)")
@@ -23,12 +24,14 @@ def format_manifest(entries: list[tuple[str, str]]) -> bytes:
     return "".join(f"{digest}  {path}\n" for path, digest in entries).encode()
 
 
-@dataclass
-class Manifest:
+class Manifest(Record):
     """Checksums by path, and which of them the reader has matched against real data."""
 
-    entries: dict[str, str] = field(default_factory=dict)
-    consumed: set[str] = field(default_factory=set)
+    _fields = ("entries", "consumed")
+
+    def __init__(self, entries: dict[str, str] | None = None, consumed: set[str] | None = None) -> None:
+        self.entries: dict[str, str] = {} if entries is None else entries
+        self.consumed: set[str] = set() if consumed is None else consumed
 
     @classmethod
     def parse(cls, raw: bytes, member: str, into: Manifest | None = None) -> Manifest:

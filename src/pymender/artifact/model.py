@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pymender.errors import ArtifactFormatError, UnsafeArtifactError
+
+from .record import Record
 
 MAX_JSON = 1024 * 1024
 ROOTFS_IMAGE = "rootfs-image"
@@ -87,16 +88,22 @@ def check_payload_file_name(name: str) -> None:
         )
 
 
-@dataclass
-class HeaderInfo:
+class HeaderInfo(Record):
     """``header-info``: what the Artifact is, what it provides and what it needs."""
 
-    artifact_name: str
-    device_types: list[str]
-    payload_types: list[str | None] = field(default_factory=lambda: [ROOTFS_IMAGE])
-    artifact_group: str | None = None
-    depends_artifact_names: list[str] = field(default_factory=list)
-    depends_groups: list[str] = field(default_factory=list)
+    _fields = ("artifact_name", "device_types", "payload_types", "artifact_group",
+               "depends_artifact_names", "depends_groups")
+
+    def __init__(self, artifact_name: str, device_types: list[str],
+                 payload_types: list[str | None] | None = None, artifact_group: str | None = None,
+                 depends_artifact_names: list[str] | None = None,
+                 depends_groups: list[str] | None = None) -> None:
+        self.artifact_name = artifact_name
+        self.device_types = device_types
+        self.payload_types: list[str | None] = [ROOTFS_IMAGE] if payload_types is None else payload_types
+        self.artifact_group = artifact_group
+        self.depends_artifact_names: list[str] = depends_artifact_names or []
+        self.depends_groups: list[str] = depends_groups or []
 
     def to_json(self, version: int = 3) -> bytes:
         if version == 2:
@@ -167,14 +174,18 @@ def _payload_type(entry: Any, what: str) -> str | None:
     return _string(obj.get("type"), f"{what}: payload type", optional=True)
 
 
-@dataclass
-class TypeInfo:
+class TypeInfo(Record):
     """``headers/NNNN/type-info``: the payload's type and what installing it provides."""
 
-    type: str | None
-    provides: dict[str, str] = field(default_factory=dict)
-    depends: dict[str, str | list[str]] = field(default_factory=dict)
-    clears_provides: list[str] | None = None
+    _fields = ("type", "provides", "depends", "clears_provides")
+
+    def __init__(self, type: str | None, provides: dict[str, str] | None = None,
+                 depends: dict[str, str | list[str]] | None = None,
+                 clears_provides: list[str] | None = None) -> None:
+        self.type = type
+        self.provides: dict[str, str] = {} if provides is None else provides
+        self.depends: dict[str, str | list[str]] = {} if depends is None else depends
+        self.clears_provides = clears_provides
 
     def to_json(self) -> bytes:
         obj: dict[str, Any] = {"type": self.type}
@@ -227,13 +238,15 @@ def parse_meta_data(raw: bytes, what: str) -> dict[str, Any] | None:
     return value
 
 
-@dataclass
-class Script:
+class Script(Record):
     """A state script shipped in the header (``scripts/<name>``)."""
 
-    name: str
-    data: bytes
-    mode: int = 0o755
+    _fields = ("name", "data", "mode")
+
+    def __init__(self, name: str, data: bytes, mode: int = 0o755) -> None:
+        self.name = name
+        self.data = data
+        self.mode = mode
 
     @property
     def state(self) -> str | None:
@@ -256,15 +269,18 @@ def check_script_name(name: str) -> None:
         )
 
 
-@dataclass
-class PayloadHeader:
+class PayloadHeader(Record):
     """Everything the header says about one payload."""
 
-    index: int
-    type: str | None  # from header-info; type-info's may be empty (upstream 3.9 writes "")
-    type_info: TypeInfo
-    meta_data: dict[str, Any] | None = None
-    files: list[str] = field(default_factory=list)  # basenames, in manifest order
+    _fields = ("index", "type", "type_info", "meta_data", "files")
+
+    def __init__(self, index: int, type: str | None, type_info: TypeInfo,
+                 meta_data: dict[str, Any] | None = None, files: list[str] | None = None) -> None:
+        self.index = index
+        self.type = type  # from header-info; type-info's may be empty (upstream 3.9 writes "")
+        self.type_info = type_info
+        self.meta_data = meta_data
+        self.files: list[str] = [] if files is None else files  # basenames, in manifest order
 
     @property
     def provides(self) -> dict[str, str]:
@@ -279,18 +295,24 @@ class PayloadHeader:
         return self.type_info.clears_provides or []
 
 
-@dataclass
-class ArtifactHeader:
+class ArtifactHeader(Record):
     """The whole header: what a device decides on before any payload byte is read."""
 
-    format_version: int
-    info: HeaderInfo
-    payloads: list[PayloadHeader]
-    scripts: list[Script] = field(default_factory=list)
-    signed: bool = False
-    signature_verified: bool = False
-    signature_error: str | None = None
-    augmented: bool = False
+    _fields = ("format_version", "info", "payloads", "scripts", "signed", "signature_verified",
+               "signature_error", "augmented")
+
+    def __init__(self, format_version: int, info: HeaderInfo, payloads: list[PayloadHeader],
+                 scripts: list[Script] | None = None, signed: bool = False,
+                 signature_verified: bool = False, signature_error: str | None = None,
+                 augmented: bool = False) -> None:
+        self.format_version = format_version
+        self.info = info
+        self.payloads = payloads
+        self.scripts: list[Script] = [] if scripts is None else scripts
+        self.signed = signed
+        self.signature_verified = signature_verified
+        self.signature_error = signature_error
+        self.augmented = augmented
 
     @property
     def artifact_name(self) -> str:

@@ -16,12 +16,8 @@ temporary file and never holds a payload in memory. The order of events is the o
 from __future__ import annotations
 
 import hashlib
-import os
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymender.errors import (
     ArtifactFormatError,
@@ -33,7 +29,7 @@ from pymender.errors import (
     UnsafeArtifactError,
 )
 
-from . import compression
+from . import compression, hashing
 from .manifest import Manifest
 from .model import (
     ArtifactHeader,
@@ -45,8 +41,11 @@ from .model import (
     load_json,
     parse_meta_data,
 )
-from .signing import Verifier, verify_any
+from .record import Record
 from .tarstream import Readable, TarMember, TarReader
+
+if TYPE_CHECKING:
+    from .signing import Verifier
 
 MAX_SMALL_MEMBER = 1024 * 1024  # version, manifest, manifest.sig
 MAX_HEADER_MEMBER = 64 * 1024 * 1024  # compressed header tar
@@ -93,63 +92,6 @@ class _Hashing:
             pass
 
 
-#: Payload files at least this large are hashed on a worker thread (see :class:`_BackgroundHash`).
-BACKGROUND_HASH_MIN = 4 * 1024 * 1024
-#: Chunks waiting for the hash at most; bounds the memory held for it.
-BACKGROUND_HASH_AHEAD = 2
-
-
-def _cores() -> int:
-    """CPUs this process may run on: with only one, hashing on a thread gains nothing."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-class _BackgroundHash:
-    """SHA-256 of a sequence of chunks, computed in order on one worker thread.
-
-    ``hashlib`` releases the GIL while it hashes a large buffer, so hashing one chunk overlaps
-    decompressing (and writing) the next: a payload costs the slower of the two, not their sum.
-    A chunk is hashed from memory nobody else can change meanwhile: an immutable ``bytes``
-    as it is, anything else from a copy in one of :data:`BACKGROUND_HASH_AHEAD` reused slots.
-    :meth:`hexdigest` waits for every chunk.
-    """
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pymender-sha256")
-        self._pending: deque[tuple[Future[None], bytearray | None]] = deque()
-        self._free: list[bytearray] = []
-
-    def update(self, data: bytes | memoryview) -> None:
-        while len(self._pending) >= BACKGROUND_HASH_AHEAD:
-            self._collect()
-        slot: bytearray | None = None
-        if type(data) is not bytes:
-            size = len(data)
-            slot = self._free.pop() if self._free else bytearray(size)
-            if len(slot) < size:
-                slot = bytearray(size)
-            chunk = memoryview(slot)[:size]
-            chunk[:] = data
-            data = chunk
-        self._pending.append((self._pool.submit(self._hash.update, data), slot))
-
-    def _collect(self) -> None:
-        future, slot = self._pending.popleft()
-        future.result()
-        if slot is not None:
-            self._free.append(slot)
-
-    def hexdigest(self) -> str:
-        while self._pending:
-            self._collect()
-        self._pool.shutdown()
-        return self._hash.hexdigest()
-
-
 class PayloadFile:
     """One file of a payload, readable once; its checksum is verified at its last byte."""
 
@@ -165,8 +107,8 @@ class PayloadFile:
         self._tar = tar
         self._native_readinto = tar.native_readinto
         self._manifest = manifest
-        self._hash: _BackgroundHash | Any = (
-            _BackgroundHash() if member.size >= BACKGROUND_HASH_MIN and _cores() > 1 else hashlib.sha256())
+        # large files are hashed on a worker thread (see hashing), overlapping the reading
+        self._hash: Any = hashing.new_sha256(member.size)
         self._left = member.size
         self.sha256: str | None = None
         if member.size == 0:
@@ -211,7 +153,27 @@ class PayloadFile:
         return count
 
     def drain(self) -> None:
-        """Read (and so check) the rest of the file, into one reused buffer."""
+        """Read (and so check) the rest of the file, copying nothing.
+
+        With a hashing thread and a stream that fills buffers itself (an uncompressed or zstd
+        payload), the file is read straight into the hash's own rotating buffers, and the hash
+        of one chunk overlaps the reading of the next.
+        """
+        if self._left <= 0:
+            return
+        hasher = self._hash
+        if isinstance(hasher, hashing.BackgroundSha256) and self._native_readinto:
+            while self._left > 0:
+                buffer = hasher.buffer()
+                count = self._tar.readinto(memoryview(buffer)[: min(len(buffer), self._left)])
+                hasher.submit(buffer, count)
+                self._left -= count
+            self._done()
+            return
+        if not self._native_readinto:  # gzip, xz: hash the decompressor's bytes; no copy at all
+            while self.read(1 << 20):
+                pass
+            return
         buffer = bytearray(min(self._left, 1 << 20))
         while self.readinto(buffer):
             pass
@@ -221,8 +183,7 @@ class PayloadFile:
         return self.sha256 is not None
 
 
-@dataclass
-class ReadOptions:
+class ReadOptions(Record):
     """How strictly to treat signatures.
 
     ``verifiers``: public keys. With keys and ``require_signature`` (the default), an unsigned
@@ -230,8 +191,11 @@ class ReadOptions:
     recorded in the header (``pymender-artifact read -k`` reports, it does not refuse).
     """
 
-    verifiers: list[Verifier] = field(default_factory=list)
-    require_signature: bool = True
+    _fields = ("verifiers", "require_signature")
+
+    def __init__(self, verifiers: list[Verifier] | None = None, require_signature: bool = True) -> None:
+        self.verifiers: list[Verifier] = [] if verifiers is None else verifiers
+        self.require_signature = require_signature
 
 
 class ArtifactReader:
@@ -377,6 +341,8 @@ class ArtifactReader:
         if not verifiers:
             return True, False, None
         try:
+            from .signing import verify_any  # only with keys: reading needs no cryptography
+
             verify_any(verifiers, manifest, signature)
         except SignatureError as err:
             if self._options.require_signature:

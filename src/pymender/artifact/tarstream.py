@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pymender.errors import ArtifactFormatError, ArtifactTruncatedError, UnsafeArtifactError
 
@@ -34,8 +33,9 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class TarMember:
+class TarMember(NamedTuple):
+    """One member's header, as the reader hands it out (immutable)."""
+
     name: str
     size: int
     mode: int

@@ -1,11 +1,16 @@
 """The Artifact writer.
 
-The manifest comes first in an Artifact but lists the checksums of everything after it, so the
-writer reads its payload files twice: once to hash them, once to compress them straight into the
-output. Nothing is staged in a temporary file and memory stays flat whatever the payload size.
-The compressed data member's size is only known at its end, so its tar header is written as a
-placeholder and filled in afterwards (the output must be a regular file; it is written as
-``OUTPUT.tmp`` and renamed into place only when complete).
+The manifest comes first in an Artifact but lists the checksums of everything after it, and the
+header (which the manifest covers) carries the image's checksum as a provide. The writer still
+reads each payload file only once: it reserves room for the leading members (``version``,
+``manifest``, ``manifest.sig``, the header), streams the data member after it while a worker
+thread hashes the very buffers that are being compressed, and then writes the leading members
+into the room it left. Their size is known beforehand except for a byte or two of the compressed
+header, which depends on the checksum; in the rare case that changes the header's 512-byte
+blocks, the data member is moved to fit. Nothing is staged in a temporary file and memory stays
+flat whatever the payload size. The output must be a regular file; it is written as
+``OUTPUT.tmp`` and renamed into place only when complete, after an ``fsync`` whose work the
+kernel has mostly done already (see :mod:`.writeback`).
 
 Members appear in upstream's order and with upstream's header fields, so ``mender-artifact``
 reads our Artifacts, and the same inputs with the same ``SOURCE_DATE_EPOCH`` give the same bytes.
@@ -13,6 +18,7 @@ reads our Artifacts, and the same inputs with the same ``SOURCE_DATE_EPOCH`` giv
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -23,15 +29,19 @@ from typing import Any, BinaryIO
 
 from pymender.errors import InputError, OutputError, UsageError
 
-from . import compression
+from . import compression, hashing
 from .manifest import format_manifest
 from .model import HeaderInfo, TypeInfo, check_payload_file_name, check_script_name, go_json
 from .signing import Signer
 from .tarstream import END_OF_ARCHIVE, padding, single_block_header, tar_header
+from .writeback import WriteBehind
 
 VERSION_3 = b'{"format":"mender","version":3}'
 VERSION_2 = b'{"format":"mender","version":2}'
 CHUNK = 1 << 20
+#: What the checksums are reckoned with while the real ones are not known yet: any SHA-256 in
+#: hex has the same length and about the same compressed size.
+STAND_IN_SHA256 = hashlib.sha256(b"").hexdigest()
 
 Progress = Callable[[int, int], None]
 
@@ -47,7 +57,7 @@ class PayloadSpec:
     # rootfs-image payloads always carry an (empty) meta-data file; module images only with -m
     empty_meta_data: bool = False
     # provides key that receives the SHA-256 of the first file (rootfs-image.checksum), filled
-    # in by the writer from its hashing pass so the image is not read a third time
+    # in by the writer from the hash it computes while writing, so the image is read only once
     checksum_provide: str | None = None
 
 
@@ -69,24 +79,6 @@ def source_date_epoch() -> int | None:
         raise UsageError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {value!r}") from None
 
 
-def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb", buffering=0) as handle:
-            buffer = bytearray(CHUNK)
-            view = memoryview(buffer)
-            while True:
-                count = handle.readinto(buffer)
-                if not count:
-                    break
-                digest.update(view[:count])
-                if progress:
-                    progress(count)
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror or err}") from None
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class _Stat:
     size: int
@@ -106,15 +98,17 @@ def _stat(path: Path) -> _Stat:
 
 
 class _Output:
-    """The output file, with a byte count and the ability to fill in a header afterwards."""
+    """The output file, with a byte count; asks the kernel to write it back as it grows."""
 
     def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
         self.position = 0
+        self._behind = WriteBehind(handle.fileno())
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.handle.write(data)
         self.position += len(data)
+        self._behind.wrote(self.position)
 
 
 class ArtifactWriter:
@@ -183,12 +177,39 @@ class ArtifactWriter:
             raise UsageError("two state scripts have the same name")
         return stats
 
+    # --- the members before the data ----------------------------------------------------------
+
+    def _leading_members(self, version: bytes, checksums: list[str]) -> bytes:
+        """``version``, ``manifest``, ``manifest.sig`` and the header: all that precedes the data."""
+        payload = self.spec.payload
+        if payload.checksum_provide and checksums:
+            payload.type_info.provides[payload.checksum_provide] = checksums[0]
+        header_name = f"header.tar{self.codec.suffix}"
+        header = compression.compress_bytes(self.codec, self._header_tar())
+        data_entries = [(f"data/0000/{path.name}", digest)
+                        for path, digest in zip(payload.files, checksums, strict=True)]
+        manifest = format_manifest(data_entries + [(header_name, hashlib.sha256(header).hexdigest()),
+                                                   ("version", hashlib.sha256(version).hexdigest())])
+        parts = [self._member("version", version), self._member("manifest", manifest)]
+        if self.signer is not None:
+            parts.append(self._member("manifest.sig", self.signer.sign(manifest)))
+        parts.append(self._member(header_name, header, file_member=True))
+        return b"".join(parts)
+
+    def _reserve(self, estimate: int) -> int:
+        """Bytes left for the leading members, given their size with stand-in checksums.
+
+        The estimate itself: it is almost always exact. (A method of its own so that tests can
+        misjudge it on purpose and exercise the moving of the data member.)
+        """
+        return estimate
+
     # --- the whole Artifact -------------------------------------------------------------------
 
     def write(self, output: Path) -> None:
         """Write the Artifact to ``output`` (atomically: OUTPUT.tmp, then rename)."""
         stats = self._check_inputs()
-        total = sum(s.size for s in stats) * 2
+        total = sum(s.size for s in stats)
         done = 0
 
         def advance(count: int) -> None:
@@ -197,35 +218,26 @@ class ArtifactWriter:
             if self.progress:
                 self.progress(done, total)
 
-        checksums = [sha256_file(path, advance) for path in self.spec.payload.files]
-        payload = self.spec.payload
-        if payload.checksum_provide and checksums:
-            payload.type_info.provides[payload.checksum_provide] = checksums[0]
         version = VERSION_3 if self.spec.format_version == 3 else VERSION_2
-        header_name = f"header.tar{self.codec.suffix}"
-        header = compression.compress_bytes(self.codec, self._header_tar())
-        data_entries = [(f"data/0000/{path.name}", digest)
-                        for path, digest in zip(self.spec.payload.files, checksums, strict=True)]
-        manifest = format_manifest(data_entries + [(header_name, hashlib.sha256(header).hexdigest()),
-                                                   ("version", hashlib.sha256(version).hexdigest())])
-        signature = self.signer.sign(manifest) if self.signer else None
+        reserved = self._reserve(len(self._leading_members(
+            version, [STAND_IN_SHA256] * len(self.spec.payload.files))))
 
         temporary = output.with_name(output.name + ".tmp")
         try:
-            handle = open(temporary, "wb")
+            handle = open(temporary, "w+b")  # read too: the data member may have to move
         except OSError as err:
             raise OutputError(f"cannot write {temporary}: {err.strerror or err}") from None
         try:
             with handle:
                 out = _Output(handle)
-                self._member(out, "version", version)
-                self._member(out, "manifest", manifest)
-                if signature is not None:
-                    self._member(out, "manifest.sig", signature)
-                self._member(out, header_name, header, file_member=True)
-                self._data_member(out, stats, advance)
+                out.write(bytes(reserved))
+                checksums = self._data_member(out, stats, advance)
                 out.write(END_OF_ARCHIVE)
+                leading = self._leading_members(version, checksums)
                 handle.flush()
+                if len(leading) != reserved:
+                    _move(handle.fileno(), reserved, len(leading), out.position)
+                _pwrite_all(handle.fileno(), leading, 0)
                 os.fsync(handle.fileno())
             os.replace(temporary, output)
         except OSError as err:
@@ -235,24 +247,24 @@ class ArtifactWriter:
             _remove(temporary)
             raise
 
-    def _member(self, out: _Output, name: str, data: bytes, *, file_member: bool = False) -> None:
+    def _member(self, name: str, data: bytes, *, file_member: bool = False) -> bytes:
         # Upstream writes in-memory members with mtime 0 and file members with the time of writing.
         mtime = self.now if file_member else 0
-        out.write(tar_header(name, len(data), mode=0o600, mtime=mtime))
-        out.write(data)
-        out.write(padding(len(data)))
+        return tar_header(name, len(data), mode=0o600, mtime=mtime) + data + padding(len(data))
 
-    def _data_member(self, out: _Output, stats: list[_Stat], advance: Callable[[int], None]) -> None:
+    def _data_member(self, out: _Output, stats: list[_Stat], advance: Callable[[int], None]) -> list[str]:
+        """Write the data member; return the SHA-256 of each payload file."""
         name = f"data/0000.tar{self.codec.suffix}"
         header_at = out.position
         out.write(b"\0" * 512)  # placeholder, filled in once the size is known
         start = out.position
         comp = compression.compressor(self.codec, out.write, threads=self.threads)
+        checksums = []
         try:
             for path, before in zip(self.spec.payload.files, stats, strict=True):
                 comp.write(tar_header(path.name, before.size, mode=before.mode,
                                       mtime=self._mtime(before.mtime)))
-                self._copy(path, before, comp, advance)
+                checksums.append(self._copy(path, before, comp, advance))
                 comp.write(padding(before.size))
             comp.write(END_OF_ARCHIVE)
             comp.finish()
@@ -263,28 +275,68 @@ class ArtifactWriter:
             raise
         size = out.position - start
         out.write(padding(size))
-        end = out.position
-        out.handle.seek(header_at)
-        out.handle.write(single_block_header(name, size, mode=0o600, mtime=self.now))
-        out.handle.seek(end)
+        out.handle.flush()
+        _pwrite_all(out.handle.fileno(), single_block_header(name, size, mode=0o600, mtime=self.now),
+                    header_at)
+        return checksums
 
     def _copy(self, path: Path, before: _Stat, comp: compression.Compressor,
-              advance: Callable[[int], None]) -> None:
+              advance: Callable[[int], None]) -> str:
+        """Compress one payload file and return its SHA-256, hashed from the same buffers."""
+        hasher = hashing.new_sha256(before.size)
+        background = hasher if isinstance(hasher, hashing.BackgroundSha256) else None
+        scratch = bytearray(0 if background else CHUNK)
         copied = 0
         try:
             with open(path, "rb", buffering=0) as handle:
                 while True:
-                    data = handle.read(CHUNK)
-                    if not data:
+                    buffer = background.buffer() if background else scratch
+                    count = handle.readinto(buffer)
+                    if not count:
+                        if background:
+                            background.give_back(buffer)
                         break
-                    copied += len(data)
-                    comp.write(data)
-                    advance(len(data))
+                    copied += count
+                    with memoryview(buffer)[:count] as view:
+                        if background:
+                            background.submit(buffer, count)  # hashed on the worker meanwhile
+                        else:
+                            hasher.update(view)
+                        comp.write(view)
+                    advance(count)
+            digest = hasher.hexdigest()
         except OSError as err:
             raise InputError(f"cannot read {path}: {err.strerror or err}") from None
+        finally:
+            if background:
+                background.close()
         if copied != before.size or _stat(path).stamp != before.stamp:
             raise InputError(f"{path} changed while the Artifact was being written",
                              hint="write the Artifact from a file nothing else modifies")
+        return digest
+
+
+def _move(fd: int, start: int, new_start: int, end: int) -> None:
+    """Move the bytes ``[start, end)`` of the file to ``new_start``; the regions may overlap."""
+    length = end - start
+    offsets = list(range(0, length, CHUNK))
+    if new_start > start:
+        offsets.reverse()  # moving up: the last chunk first, so nothing is overwritten unread
+    for offset in offsets:
+        size = min(CHUNK, length - offset)
+        data = os.pread(fd, size, start + offset)
+        if len(data) != size:
+            raise OSError(errno.EIO, "short read while moving the data member")
+        _pwrite_all(fd, data, new_start + offset)
+    os.ftruncate(fd, new_start + length)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
 
 
 def _remove(path: Path) -> None:

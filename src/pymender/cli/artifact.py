@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymender import __version__
-from pymender.artifact import signing
 from pymender.artifact.reader import ArtifactReader, ReadOptions
 from pymender.cli.common import run_cli
 from pymender.errors import InputError, UsageError
 
 if TYPE_CHECKING:
-    from pymender.artifact import builders
+    from pymender.artifact import builders, signing
     from pymender.artifact.model import ArtifactHeader
 
-# The writer's modules are imported by the commands that write: reading and validating, the
-# common case on a build server's hot path, then start faster.
+# The writer's modules, the key handling (and ``cryptography``) and even ``pathlib`` are
+# imported by the commands that need them: reading and validating without a key, the common
+# case on a build server's hot path, then start faster.
 
 COMPRESSIONS = "none, gzip (default), lzma, zstd (zstd_fastest, zstd_fast, zstd_better, zstd_best)"
 
@@ -37,7 +37,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=36)
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=36, width=_help_width())
+
+
+def _help_width() -> int:
+    """The width argparse would pick (``COLUMNS``, else the terminal, else 80; minus 2),
+    worked out without :mod:`shutil`, which argparse would import for it on every start."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    stream = sys.__stdout__
+    if columns <= 0 and stream is not None:
+        try:
+            columns = os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns if columns > 0 else 80) - 2
 
 
 def _common_write_options(parser: argparse.ArgumentParser, *, payload: bool = True) -> None:
@@ -200,6 +216,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _common(args: argparse.Namespace) -> builders.CommonOptions:
+    from pathlib import Path
+
     from pymender.artifact import builders
 
     return builders.CommonOptions(
@@ -246,7 +264,9 @@ def _load_meta_data(path: str | None) -> dict[str, Any] | None:
 
 
 def _write(args: argparse.Namespace) -> int:
-    from pymender.artifact import builders
+    from pathlib import Path
+
+    from pymender.artifact import builders, signing
     from pymender.artifact.writer import write_artifact
     from pymender.cli.progress import ProgressBar
 
@@ -288,6 +308,10 @@ def _open_input(path: str) -> BinaryIO:
 
 
 def _verifiers(keys: list[str]) -> list[signing.Verifier]:
+    if not keys:
+        return []
+    from pymender.artifact import signing
+
     return [signing.load_verifier(key) for key in keys]
 
 
@@ -410,6 +434,9 @@ def _cat(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pymender.artifact import signing
     from pymender.artifact.sign import sign_artifact
 
     signer = signing.load_signer(args.key)

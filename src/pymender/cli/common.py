@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import errno
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from pymender.errors import PymenderError, Tool, exit_code
-
-log = logging.getLogger("pymender")
 
 
 def run_cli(tool: Tool, main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
@@ -47,6 +44,8 @@ def _silence_stdout() -> None:
 
 def setup_logging(level: str) -> None:
     """Log records as ``tool: level: message`` on stderr."""
+    import logging  # here, not at the top: the tools that do not log start faster without it
+
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(levelname)s: %(message)s",

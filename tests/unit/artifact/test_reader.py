@@ -168,9 +168,9 @@ def test_reads_from_a_forward_only_stream_in_bounded_requests(workdir: Path, com
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_large_payload_hashed_in_background_still_checked_at_last_byte(
         workdir: Path, monkeypatch: pytest.MonkeyPatch, compression: str, where: str) -> None:
-    from pymender.artifact import reader as reader_module
+    from pymender.artifact import hashing
 
-    monkeypatch.setattr(reader_module, "_cores", lambda: 2)  # take the worker-thread path
+    monkeypatch.setattr(hashing, "cores", lambda: 2)  # take the worker-thread path
     size = 6 * 1024 * 1024
     image = workdir / "rootfs.ext4"
     image.write_bytes(os.urandom(size))
@@ -197,3 +197,33 @@ def test_large_payload_hashed_in_background_still_checked_at_last_byte(
                 break
             got += count
     assert got < size  # the read that would complete the file raised instead
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd", "gzip"])
+def test_validate_hashes_on_a_thread_and_still_refuses_a_damaged_payload(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, compression: str) -> None:
+    from pymender.artifact import hashing
+
+    monkeypatch.setattr(hashing, "cores", lambda: 2)  # take the worker-thread path
+    monkeypatch.setattr(hashing, "BUFFER_SIZE", 64 * 1024)  # many rotations of the buffers
+    size = 5 * 1024 * 1024 + 123
+    image = workdir / "rootfs.ext4"
+    image.write_bytes(os.urandom(size))
+    good = write_rootfs(workdir, image=image, compression=compression).read_bytes()
+    header = ArtifactReader(io.BytesIO(good)).validate()
+    assert header.payloads[0].files == ["rootfs.ext4"]
+
+    from pymender.artifact import compression as codecs
+
+    members = split_members(good)
+    codec = codecs.codec_by_name(compression)
+    data = member(members, f"data/0000.tar{codec.suffix}")
+    source = codecs.decompressing_reader(io.BytesIO(data.data), codec, "data")
+    plain = bytearray()
+    while chunk := source.read(1 << 20):
+        plain += chunk
+    plain[512 + size // 2] ^= 0x40  # one bit in the middle of the image
+    data.data = codecs.compress_bytes(codec, bytes(plain))
+    with pytest.raises(ChecksumError):
+        ArtifactReader(io.BytesIO(join_members(members))).validate()
+

@@ -135,4 +135,26 @@ def test_progress_reaches_total(workdir: Path) -> None:
     spec = builders.rootfs_image(builders.CommonOptions(name="r", device_types=["d"]), image,
                                  builders.SoftwareOptions())
     write_artifact(spec, workdir / "p.mender", progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1][0] == seen[-1][1] == 10_000_000
+    assert seen[-1][0] == seen[-1][1] == 5_000_000  # one pass: the image is read once
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+@pytest.mark.parametrize("misjudged_by", [-512, 512, 1024])
+def test_data_moves_when_the_header_outgrows_its_room(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, keys: dict, compression: str, misjudged_by: int) -> None:
+    from pymender.artifact import hashing
+    from pymender.artifact.writer import ArtifactWriter
+
+    monkeypatch.setattr(hashing, "cores", lambda: 2)  # hash on the worker thread
+    monkeypatch.setattr(hashing, "BUFFER_SIZE", 64 * 1024)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    image = make_image(workdir / "rootfs.ext4", size=5_000_000)
+    expected = write_rootfs(workdir, image=image, compression=compression, key=keys["rsa-pkcs1"].private,
+                            out="expected.mender").read_bytes()
+    # the room left for the leading members was misjudged: the data member has to move
+    monkeypatch.setattr(ArtifactWriter, "_reserve", lambda self, estimate: estimate + misjudged_by)
+    moved = write_rootfs(workdir, image=image, compression=compression, key=keys["rsa-pkcs1"].private,
+                         out="moved.mender")
+    assert moved.read_bytes() == expected
+    assert read_all(moved)[1] == {"rootfs.ext4": image.read_bytes()}
+
