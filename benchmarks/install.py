@@ -15,8 +15,10 @@ side by side:
   decompresses faster than ``gzip -dc``, or ``gzip -dc`` without pigz; ``zstd -dc``) piped into
   ``dd ... conv=fsync``; for ``none`` a single ``dd`` copies the image bytes out of the
   Artifact. Each is run with a plain ``dd`` and with ``dd oflag=nocache`` (which starts the
-  writeback during the copy, as pymender does), and the faster counts. It neither parses the
-  Artifact nor hashes anything, so it is a bound, not an equal task.
+  writeback during the copy, as pymender does); both are measured as often as pymender, and the
+  one with the better median counts (not the faster of the two in each round, which would pit
+  the minimum of two noisy samples against one). It neither parses the Artifact nor hashes
+  anything, so it is a bound, not an equal task.
 - **mender-client** 3.4 (Debian's ``mender-client`` package), ``mender install`` in standalone
   mode on the same Artifact. It refuses regular files as partitions ("Failed to read size of
   block device ...: not a block device"), so it is driven on loop devices attached to the same
@@ -30,11 +32,15 @@ side by side:
   ``/etc/mender``. Needs root, ``losetup`` and ``unshare``; otherwise those rows are left out and
   the reason is printed. mender-client 3.4 cannot read zstd Artifacts.
 
-Each measurement runs ``--runs`` times (default 3), interleaved, and the median wall time is
-reported; throughput is payload (image) bytes / wall time, in MiB/s. Peak RSS is GNU ``time``'s
-``%M`` (maximum over the runs). Between runs the state (store, bootloader environment) is reset
-and the target's page cache dropped with ``posix_fadvise(DONTNEED)``; the Artifact and the
-extracted member are read once beforehand, so every run reads them from the page cache.
+Each measurement runs ``--runs`` times (default 3), interleaved, in an order that rotates from
+round to round, and the median wall time is reported; throughput is payload (image) bytes /
+wall time, in MiB/s. Peak RSS is GNU ``time``'s ``%M`` (maximum over the runs). Before every
+run the state (store, bootloader environment) is reset, the target's page cache written back and
+dropped (``fsync``, ``posix_fadvise(DONTNEED)``), ``sync`` called and the disk left idle for
+``--settle`` seconds (default 1), so no run pays for the writeback of the one before; the
+Artifact and the extracted member are read once beforehand, so every run reads them from the
+page cache. The start-up cost of the ``pymender`` command (``show-artifact``: interpreter,
+imports, configuration) is printed too: it is part of every install and the limit has none.
 Python's byte-code cache is enabled for the measured ``pymender`` (in the work directory) and
 filled before the first run, as a device ships compiled modules.
 
@@ -45,7 +51,7 @@ Targets: pymender at least 90 % of the limit, faster than mender-client, peak RS
 and the same for both image sizes.
 
     python benchmarks/install.py [--size-mib 512] [--small-mib 128] [--runs 3] [--workdir DIR]
-                                 [--no-mender-client] [--compressions none,gzip,zstd]
+                                 [--no-mender-client] [--compressions none,gzip,zstd] [--settle 1]
 
 The image is built by ``build_image`` of ``benchmarks/artifact.py`` (real files from ``/usr``
 plus seeded pseudo-random blobs, about 75 % full, reproducible); images and Artifacts in
@@ -65,6 +71,7 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,6 +274,9 @@ class PymenderDevice:
         return [tool_path("pymender"), "-c", str(self.config), "-l", "warning", "install", "--no-progress",
                 str(artifact)]
 
+    def start_up_command(self) -> list[str]:
+        return [tool_path("pymender"), "-c", str(self.config), "show-artifact"]
+
 
 class MenderClientDevice:
     """Debian's mender-client 3.4 on loop devices (see the module docstring for every piece)."""
@@ -338,6 +348,10 @@ def detach(device: str) -> None:
     subprocess.run(["losetup", "-d", device], check=False)
 
 
+def _nothing() -> None:
+    pass
+
+
 def trailing_number(device: str) -> int:
     digits = ""
     for char in reversed(device):
@@ -378,16 +392,6 @@ def limit_commands(compression: str, artifact: Path, member_file: Path, where: D
     return commands
 
 
-def run_limit(commands: dict[str, list[str]], target: str, label: str) -> tuple[Run, str]:
-    best: tuple[Run, str] | None = None
-    for name, cmd in commands.items():
-        drop_cache(target)
-        run = measure(cmd, f"{label}: {name}")
-        if run.ok and (best is None or run.seconds < best[0].seconds):
-            best = (run, name)
-    return best if best is not None else (run, name)
-
-
 # --- Reporting -----------------------------------------------------------------------------------
 
 
@@ -397,10 +401,21 @@ class Row:
     compression: str
     size: int
     ours: Series
-    limit: Series
-    limit_tools: set[str] = field(default_factory=set)
+    #: Each candidate of the limit (tool name -> its runs); the one with the best median counts.
+    candidates: dict[str, Series] = field(default_factory=dict)
     peer: Series | None = None
     peer_note: str = ""
+
+    @property
+    def limit_tool(self) -> str:
+        done = {name: series for name, series in self.candidates.items() if series.ok}
+        if not done:
+            return next(iter(self.candidates), "")
+        return min(done, key=lambda name: done[name].seconds)
+
+    @property
+    def limit(self) -> Series:
+        return self.candidates.get(self.limit_tool, Series())
 
 
 def mibs(series: Series | None, size: int) -> str:
@@ -424,7 +439,7 @@ def table(rows: list[Row]) -> str:
         peer = mibs(row.peer, row.size) if row.peer is not None else (row.peer_note or "–")
         cells = [row.target, row.compression, mibs(row.ours, row.size), mibs(row.limit, row.size), ratio,
                  peer, rss(row.ours), rss(row.peer) if row.peer is not None else "–",
-                 ", ".join(sorted(row.limit_tools))]
+                 row.limit_tool]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -441,6 +456,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep images, Artifacts and partitions here")
     parser.add_argument("--compressions", default=",".join(COMPRESSIONS))
     parser.add_argument("--no-mender-client", action="store_true", help="leave out the loop-device rows")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds of an idle disk before every measurement (default 1)")
     args = parser.parse_args()
     compressions = [c for c in args.compressions.split(",") if c]
     if not Path(GNU_TIME).exists():
@@ -503,6 +520,13 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
         loop_device = PymenderDevice(work / "dev-loop", loop_a, loop_b, number)
         mc_device = MenderClientDevice(work / "dev-mender-client", loop_a, loop_b, number)
 
+    def settle(*targets: str) -> None:
+        """The same start for every measurement: the targets' cache dropped, the disk idle."""
+        for target in targets:
+            drop_cache(target)
+        os.sync()
+        time.sleep(args.settle)
+
     rows: list[Row] = []
     for comp in compressions:
         artifact = artifacts[comp]
@@ -514,40 +538,36 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
             warm(member_file)
         warm(artifact)
         print(f"{comp}: {artifact.name} ({artifact.stat().st_size / MIB:.1f} MiB)", file=sys.stderr)
-        file_row = Row("file", comp, image_size, Series(), Series())
+        # Every measurement of this compression, as (label, reset, targets, command, series).
+        jobs: list[tuple[str, Callable[[], None], tuple[str, ...], list[str], Series]] = []
+        file_row = Row("file", comp, image_size, Series())
         rows.append(file_row)
-        loop_row = None
-        if loop_device is not None:
-            loop_row = Row("loop device", comp, image_size, Series(), Series())
+        jobs.append(("pymender (file)", file_device.reset, (str(part_b),), file_device.command(artifact),
+                     file_row.ours))
+        for name, cmd in limit_commands(comp, artifact, member_file, where, str(part_b)).items():
+            file_row.candidates[name] = Series()
+            jobs.append((f"limit (file): {name}", _nothing, (str(part_b),), cmd, file_row.candidates[name]))
+        if loop_device is not None and mc_device is not None:
+            loop_row = Row("loop device", comp, image_size, Series())
+            rows.append(loop_row)
+            both = (loop_b, str(part_b))
+            jobs.append(("pymender (loop)", loop_device.reset, both, loop_device.command(artifact), loop_row.ours))
+            for name, cmd in limit_commands(comp, artifact, member_file, where, loop_b).items():
+                loop_row.candidates[name] = Series()
+                jobs.append((f"limit (loop): {name}", _nothing, both, cmd, loop_row.candidates[name]))
             if comp in MENDER_CLIENT_COMPRESSIONS:
                 loop_row.peer = Series()
+                jobs.append(("mender-client (loop)", mc_device.reset, both, mc_device.command(artifact),
+                             loop_row.peer))
             else:
                 loop_row.peer_note = "cannot read zstd"
-            rows.append(loop_row)
         for index in range(args.runs):
-            tag = f"{comp} run {index + 1}"
-            file_device.reset()
-            drop_cache(part_b)
-            file_row.ours.runs.append(measure(file_device.command(artifact), f"{tag}: pymender (file)"))
-            run, tool = run_limit(limit_commands(comp, artifact, member_file, where, str(part_b)), str(part_b),
-                                  f"{tag}: limit (file)")
-            file_row.limit.runs.append(run)
-            file_row.limit_tools.add(tool)
-            if loop_row is not None and loop_device is not None and mc_device is not None:
-                loop_device.reset()
-                drop_cache(loop_b)
-                drop_cache(part_b)
-                loop_row.ours.runs.append(measure(loop_device.command(artifact), f"{tag}: pymender (loop)"))
-                drop_cache(part_b)
-                run, tool = run_limit(limit_commands(comp, artifact, member_file, where, loop_b), loop_b,
-                                      f"{tag}: limit (loop)")
-                loop_row.limit.runs.append(run)
-                loop_row.limit_tools.add(tool)
-                if loop_row.peer is not None:
-                    mc_device.reset()
-                    drop_cache(loop_b)
-                    drop_cache(part_b)
-                    loop_row.peer.runs.append(measure(mc_device.command(artifact), f"{tag}: mender-client (loop)"))
+            # a different order in every round, so no command always follows the same one
+            shift = index % len(jobs)
+            for label, reset, targets, cmd, series in jobs[shift:] + jobs[:shift]:
+                reset()
+                settle(*targets)
+                series.runs.append(measure(cmd, f"{comp} run {index + 1}: {label}"))
         member_file.unlink(missing_ok=True)
 
     flat: list[tuple[str, Series, Series]] = []
@@ -564,6 +584,10 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
             big = next(row.ours for row in rows if row.target == "file" and row.compression == comp)
             flat.append((comp, series, big))
 
+    file_device.reset()
+    startup = Series([measure(file_device.start_up_command(), f"start-up run {index + 1}: pymender show-artifact")
+                      for index in range(args.runs)])
+
     print()
     print("Command: " + " ".join(["python", "benchmarks/install.py", *sys.argv[1:]]))
     print(f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -574,6 +598,8 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
           f"median of {args.runs} runs")
     print()
     print(table(rows))
+    print(f"\npymender start-up (show-artifact: interpreter, imports, configuration, store): "
+          f"{startup.seconds:.2f} s, median of {len(startup.runs)}")
     if blocker is not None:
         print(f"\nmender-client: {blocker}")
     if flat:
@@ -592,8 +618,8 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
             continue
         if row.target == "file" and limit and ours / limit < RATIO_TARGET:
             failures.append(f"{row.target}/{row.compression}: {ours / limit:.2f} of the limit (< {RATIO_TARGET})")
-        peer = row.peer.throughput(row.size) if row.peer is not None else None
-        if peer and ours <= peer:
+        theirs = row.peer.throughput(row.size) if row.peer is not None else None
+        if theirs and ours <= theirs:
             failures.append(f"{row.target}/{row.compression}: not faster than mender-client")
         if row.ours.max_rss >= RSS_TARGET:
             failures.append(f"{row.target}/{row.compression}: peak RSS {row.ours.max_rss / MB:.1f} MB")

@@ -45,8 +45,8 @@ CONFFILES:${PN} = "${sysconfdir}/pymender/pymender.conf"
 # Only the standard library modules pymender imports (checked by the layer tests), plus
 # cryptography when Artifacts are verified and zstandard for zstd Artifacts.
 RDEPENDS:${PN} = "python3-asyncio python3-compression python3-core python3-crypt \
-                  python3-datetime python3-fcntl python3-io python3-json python3-logging \
-                  python3-netclient"
+                  python3-ctypes python3-datetime python3-fcntl python3-io python3-json \
+                  python3-logging python3-netclient python3-threading"
 
 # Standalone mode: the unit is installed disabled. SYSTEMD_AUTO_ENABLE:pn-pymender = "enable"
 # turns it on.

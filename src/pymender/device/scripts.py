@@ -29,8 +29,6 @@ import re
 import shutil
 import signal
 import stat
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -214,6 +212,10 @@ class ScriptRunner:
 
     def _execute(self, script: Path) -> int:
         """Run ``script`` once in its own process group; its exit code (negative: signal)."""
+        # Imported here: most installs run no script, and these modules cost start-up time.
+        import subprocess
+        import tempfile
+
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
                 proc = subprocess.Popen(

@@ -12,7 +12,7 @@ import pytest
 
 from artifact_factory import write_rootfs
 from pymender.artifact.reader import ArtifactReader
-from pymender.device.payloads import BOOTSTRAP, ROOTFS, payload_kind
+from pymender.device.payloads import BOOTSTRAP, ROOTFS, payload_kind, rootfs
 from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size, write_rootfs as write_payload
 from pymender.errors import (
     ArtifactTruncatedError,
@@ -117,3 +117,56 @@ def test_payload_from_an_artifact(tmp_path: Path) -> None:
         write_payload(stream, stream.size, part)
     written = part.read_bytes()[:200_000]
     assert hashlib.sha256(written).digest() == hashlib.sha256(image.read_bytes()).digest()
+
+
+def test_flushes_in_the_background_while_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rootfs, "SYNC_CHUNK", 2 * BLOCK)
+    flushed: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        flushed.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    data = os.urandom(8 * BLOCK)
+    part = _partition(tmp_path, 8 * BLOCK)
+    write_payload(io.BytesIO(data), len(data), part, block_size=BLOCK)
+    assert part.read_bytes() == data
+    assert 1 <= len(flushed) <= 4  # at most one per SYNC_CHUNK, never two at once
+
+
+def test_a_failed_background_flush_fails_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rootfs, "SYNC_CHUNK", BLOCK)
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    data = os.urandom(4 * BLOCK)
+    with pytest.raises(DeviceError, match="cannot flush the inactive partition .*Input/output error"):
+        write_payload(io.BytesIO(data), len(data), _partition(tmp_path, 4 * BLOCK), block_size=BLOCK)
+
+
+def test_writeback_is_started_chunk_by_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rootfs, "WRITEBACK_CHUNK", 2 * BLOCK)
+    started: list[tuple[int, int]] = []
+
+    def start(fd: int, offset: int, length: int) -> None:
+        started.append((offset, length))
+
+    monkeypatch.setattr(rootfs, "_writeback_starter", lambda: start)
+    data = os.urandom(6 * BLOCK)
+    part = _partition(tmp_path, 6 * BLOCK)
+    write_payload(io.BytesIO(data), len(data), part, block_size=BLOCK)
+    assert started == [(0, 2 * BLOCK), (2 * BLOCK, 2 * BLOCK), (4 * BLOCK, 2 * BLOCK)]
+    assert part.read_bytes() == data
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux only")
+def test_writeback_uses_sync_file_range_on_linux(tmp_path: Path) -> None:
+    start = rootfs._writeback_starter()
+    with open(tmp_path / "file", "wb") as file:
+        file.write(os.urandom(3 * BLOCK))
+        file.flush()
+        assert start(file.fileno(), 0, 3 * BLOCK) == 0  # the C call's result: 0 is success

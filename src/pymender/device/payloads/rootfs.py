@@ -22,12 +22,24 @@ decompressed, its SHA-256 updated on the fly by the reader) goes to the partitio
 Speed: reading (decompression, SHA-256) and writing overlap. The calling thread fills one buffer
 while a single writer thread writes the previous ones (a ring of :data:`BUFFERS` buffers, so
 memory stays bounded whatever the image size); ``pwrite``, ``zlib``, ``zstd`` and ``hashlib`` all
-release the GIL. Every :data:`WRITEBACK_CHUNK` bytes the writer asks the kernel to start writing
-the range it just wrote back to the storage (``posix_fadvise(DONTNEED)`` starts asynchronous
-writeback of dirty pages and drops the clean ones), so the disk works while the next blocks are
-decompressed instead of all at the final ``fsync``, and the image does not crowd the page cache
-of a small device. Blocks are still written in order; a failure of any of them is reported,
-and :func:`write_rootfs` returns or raises only once no write is running any more.
+release the GIL. The disk is kept busy from the first block on rather than only at the final
+``fsync``, in two ways:
+
+- every :data:`WRITEBACK_CHUNK` bytes the writer asks the kernel to start writing the range it
+  just wrote back, without waiting: ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` (through
+  ``ctypes``), or ``posix_fadvise(DONTNEED)`` where that call is missing. The former is much
+  cheaper: ``DONTNEED`` also tries to drop the pages it has just queued for writeback, fails
+  (they are still being written) and then drains the page lists of every CPU, after every
+  chunk. On a loaded two-core machine that doubled the kernel time of an install.
+- every :data:`SYNC_CHUNK` bytes a flusher thread runs ``fdatasync`` while the writer goes on,
+  then drops the pages that flush made clean, so the image does not crowd the page cache of a
+  small device. The writeback hint alone does not reach the disk through a stacked device: a
+  loop device (or anything else that caches again below the partition) turns it into dirty
+  pages of its backing file, which would then all be written at the final ``fsync``. The
+  periodic flush pushes them through, and bounds how much unwritten data the page cache holds.
+
+Blocks are still written in order; a failure of any write or flush is reported, and
+:func:`write_rootfs` returns or raises only once no write or flush is running any more.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import fcntl
 import os
 import stat
 import struct
+import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +64,8 @@ BLOCK_SIZE = 1 << 20
 BUFFERS = 3
 #: Bytes written between two requests to the kernel to start writing back.
 WRITEBACK_CHUNK = 8 << 20
+#: Bytes written between two background ``fdatasync`` calls (at most one runs at a time).
+SYNC_CHUNK = 32 << 20
 
 
 def _ior(group: int, number: int, size: int) -> int:
@@ -161,6 +176,7 @@ def write_rootfs(
             os.fsync(fd)
         except OSError as err:
             raise DeviceError(f"cannot flush the inactive partition {target}: {err.strerror}") from None
+        _drop_cached(fd, 0, size)  # all clean now: none of the image stays in the page cache
     finally:
         writer.close()
         os.close(fd)
@@ -172,6 +188,8 @@ class _BlockWriter:
 
     :meth:`next_buffer` hands out the buffer whose earlier write has completed; :meth:`submit`
     queues it. At most ``BUFFERS - 1`` writes are queued while the caller fills the next buffer.
+    The writer thread starts a background ``fdatasync`` (on a second thread) every
+    :data:`SYNC_CHUNK` bytes; :meth:`finish` waits for it and reports its failure.
     """
 
     def __init__(self, fd: int, target: str | Path, block_size: int, skip_identical: bool) -> None:
@@ -183,6 +201,11 @@ class _BlockWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pymender-write")
         self._pending: deque[Future[bool]] = deque()
         self._unflushed_from = 0
+        # The flush state: only the writer thread touches it, until finish() (after the last write).
+        self._flusher: ThreadPoolExecutor | None = None
+        self._flush: Future[None] | None = None
+        self._flushed_to = 0
+        self._start_writeback = _writeback_starter()
         self.written = 0
         self.skipped = 0
 
@@ -197,13 +220,18 @@ class _BlockWriter:
         self._pending.append(self._pool.submit(self._write, data, offset))
 
     def finish(self) -> None:
-        """Wait for every queued write; raise the first failure."""
+        """Wait for every queued write and the background flush; raise the first failure."""
         while self._pending:
             self._collect()
+        if self._flush is not None:
+            flush, self._flush = self._flush, None
+            flush.result()
 
     def close(self) -> None:
-        """Let queued writes end (errors of an aborted write are not news) and stop the thread."""
+        """Let queued writes and the flush end (errors of an aborted write are not news)."""
         self._pool.shutdown(wait=True)
+        if self._flusher is not None:
+            self._flusher.shutdown(wait=True)
 
     def _collect(self) -> None:
         if self._pending.popleft().result():
@@ -218,16 +246,67 @@ class _BlockWriter:
         _write_at(self._fd, data, offset, self._target)
         end = offset + len(data)
         if end - self._unflushed_from >= WRITEBACK_CHUNK:
-            _start_writeback(self._fd, self._unflushed_from, end - self._unflushed_from)
+            self._start_writeback(self._fd, self._unflushed_from, end - self._unflushed_from)
             self._unflushed_from = end
+        if end - self._flushed_to >= SYNC_CHUNK:
+            self._start_flush(end)
         return True
 
+    def _start_flush(self, end: int) -> None:
+        """Start an ``fdatasync`` on the flusher thread, unless one is still running."""
+        if self._flush is not None:
+            if not self._flush.done():
+                return
+            self._flush.result()  # a failed flush fails this write, and so the install
+        if self._flusher is None:
+            self._flusher = ThreadPoolExecutor(1, thread_name_prefix="pymender-flush")
+        self._flush = self._flusher.submit(_flush, self._fd, self._target, self._flushed_to, end)
+        self._flushed_to = end
 
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to write ``length`` bytes at ``offset`` back now, without waiting.
 
-    Only a hint: the final ``fsync`` is what makes the data durable, so a refusal is ignored.
+def _flush(fd: int, target: str | Path, start: int, end: int) -> None:
+    """Make everything written so far durable, then drop the bytes ``start`` to ``end`` (clean
+    now: all were written before this flush began) from the page cache."""
+    try:
+        os.fdatasync(fd)
+    except OSError as err:
+        raise DeviceError(f"cannot flush the inactive partition {target}: {err.strerror}") from None
+    _drop_cached(fd, start, end - start)
+
+
+_Starter = Callable[[int, int, int], object]
+
+#: ``SYNC_FILE_RANGE_WRITE`` of ``<linux/fs.h>``: start writeback of the range, do not wait.
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_starter() -> _Starter:
+    """A function ``(fd, offset, length)`` that starts writeback of a range without waiting.
+
+    ``sync_file_range`` from the C library when there is one (Linux), else ``posix_fadvise``.
+    Only a hint either way: the flushes and the final ``fsync`` make the data durable, so
+    failures are ignored.
     """
+    if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
+        return _drop_cached
+    try:
+        import ctypes  # here, not at the top: only a payload write needs it
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - no usable C library
+        return _drop_cached
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> object:
+        return function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+    return start
+
+
+def _drop_cached(fd: int, offset: int, length: int) -> None:
+    """``posix_fadvise(DONTNEED)``: drop the clean cached pages of a range (and start writing
+    back the dirty ones). Only a hint, so a refusal is ignored."""
     try:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
     except (OSError, AttributeError):  # pragma: no cover - not Linux, or a device without it
@@ -257,4 +336,7 @@ def _write_at(fd: int, data: memoryview, offset: int, target: str | Path) -> Non
         raise DeviceError(f"cannot write to the inactive partition {target}: {err.strerror}") from None
 
 
-__all__ = ["BLOCK_SIZE", "BUFFERS", "WRITEBACK_CHUNK", "WriteStats", "check_fits", "partition_size", "write_rootfs"]
+__all__ = [
+    "BLOCK_SIZE", "BUFFERS", "SYNC_CHUNK", "WRITEBACK_CHUNK", "WriteStats", "check_fits", "partition_size",
+    "write_rootfs",
+]
