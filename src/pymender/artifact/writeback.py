@@ -21,14 +21,21 @@ from collections.abc import Callable
 STEP = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
-_Starter = Callable[[int, int], object]
+#: ``(fd, offset, length)``: start writing back that range of the file (length 0: to its end).
+Starter = Callable[[int, int, int], object]
 
 
-def _sync_file_range() -> _Starter | None:
+def sync_file_range_starter() -> Starter | None:
+    """``sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)`` from the C library: start
+    write-back of a range and return at once. None where the call is missing (not Linux, no C
+    library). Failures of the call itself are ignored by its callers: it is only a hint.
+
+    Shared by the Artifact writer and the device's partition writer.
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:
-        import ctypes
+        import ctypes  # here, not at the top: only writers need it
 
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (ImportError, OSError, AttributeError):  # pragma: no cover - no usable C library
@@ -36,9 +43,8 @@ def _sync_file_range() -> _Starter | None:
     function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
     function.restype = ctypes.c_int
 
-    def start(fd: int, offset: int) -> object:
-        # length 0: everything from offset to the end of the file; failures are ignored
-        return function(fd, offset, 0, _SYNC_FILE_RANGE_WRITE)
+    def start(fd: int, offset: int, length: int) -> object:
+        return function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
     return start
 
@@ -46,13 +52,13 @@ def _sync_file_range() -> _Starter | None:
 class WriteBehind:
     """Call :meth:`wrote` after each write; every :data:`STEP` bytes it starts write-back."""
 
-    def __init__(self, fd: int, starter: _Starter | None = None) -> None:
+    def __init__(self, fd: int, starter: Starter | None = None) -> None:
         self._fd = fd
-        self._start = starter if starter is not None else _sync_file_range()
+        self._start = starter if starter is not None else sync_file_range_starter()
         self._started_at = 0  # offset up to which write-back was requested
 
     def wrote(self, position: int) -> None:
         """The file now holds ``position`` bytes (buffered data may lag a little behind)."""
         if self._start is not None and position - self._started_at >= STEP:
-            self._start(self._fd, self._started_at)
+            self._start(self._fd, self._started_at, 0)  # 0: from there to the end
             self._started_at = position

@@ -48,7 +48,6 @@ import fcntl
 import os
 import stat
 import struct
-import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pymender.artifact.writeback import Starter, sync_file_range_starter
 from pymender.errors import ArtifactTruncatedError, DeviceError, IncompatibleArtifactError
 
 #: Bytes per write (and per read-compare).
@@ -274,34 +274,12 @@ def _flush(fd: int, target: str | Path, start: int, end: int) -> None:
     _drop_cached(fd, start, end - start)
 
 
-_Starter = Callable[[int, int, int], object]
-
-#: ``SYNC_FILE_RANGE_WRITE`` of ``<linux/fs.h>``: start writeback of the range, do not wait.
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _writeback_starter() -> _Starter:
-    """A function ``(fd, offset, length)`` that starts writeback of a range without waiting.
-
-    ``sync_file_range`` from the C library when there is one (Linux), else ``posix_fadvise``.
-    Only a hint either way: the flushes and the final ``fsync`` make the data durable, so
-    failures are ignored.
+def _writeback_starter() -> Starter:
+    """A function ``(fd, offset, length)`` that starts writeback of a range without waiting:
+    ``sync_file_range`` where there is one (Linux), else ``posix_fadvise``. Only a hint either
+    way: the flushes and the final ``fsync`` make the data durable, so failures are ignored.
     """
-    if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
-        return _drop_cached
-    try:
-        import ctypes  # here, not at the top: only a payload write needs it
-
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - no usable C library
-        return _drop_cached
-    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    function.restype = ctypes.c_int
-
-    def start(fd: int, offset: int, length: int) -> object:
-        return function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-    return start
+    return sync_file_range_starter() or _drop_cached
 
 
 def _drop_cached(fd: int, offset: int, length: int) -> None:
