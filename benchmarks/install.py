@@ -109,8 +109,8 @@ CHILD_ENV = dict(os.environ)
 
 
 def use_bytecode_cache(work: Path) -> None:
-    CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-    CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    CHILD_ENV.clear()
+    CHILD_ENV.update(artifact_bench.bytecode_env(work))
     # compile once, outside every measurement
     subprocess.run([sys.executable, "-c", "import pymender.cli.device"], env=CHILD_ENV, check=True)
 
