@@ -111,15 +111,20 @@ def test_aliases_and_suffixes() -> None:
     assert compression.split_member_name("header.tar.bz2", "header.tar") is None
 
 
-def test_missing_zstandard_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+def _hide_module(monkeypatch: pytest.MonkeyPatch, hidden: str) -> None:
+    """Make ``import hidden`` fail as it does where the module is not installed."""
     real_import = builtins.__import__
 
     def fake_import(name: str, *args: object, **kwargs: object) -> object:
-        if name == "zstandard":
-            raise ImportError("no zstandard")
+        if name == hidden:
+            raise ImportError(f"no {hidden}")
         return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_missing_zstandard_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide_module(monkeypatch, "zstandard")
     with pytest.raises(DependencyMissingError, match="zstandard"):
         compression.codec_by_name("zstd")
 
@@ -138,14 +143,7 @@ def test_gzip_engine_variable_is_checked(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(compression.GZIP_ENGINE_VARIABLE, "pigz")
     with pytest.raises(UsageError, match="isal or zlib"):
         compression.deflate_engine()
-    real_import = builtins.__import__
-
-    def no_isal(name: str, *args: object, **kwargs: object) -> object:
-        if name == "isal":
-            raise ImportError("no isal")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(builtins, "__import__", no_isal)
+    _hide_module(monkeypatch, "isal")
     monkeypatch.setenv(compression.GZIP_ENGINE_VARIABLE, "isal")
     with pytest.raises(DependencyMissingError, match="isal"):
         compression.deflate_engine()
