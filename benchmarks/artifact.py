@@ -256,6 +256,21 @@ def bytecode_env(work: Path) -> dict[str, str]:
     return env
 
 
+def run_under_time(cmd: list[str], fmt: str, env: dict[str, str]) -> tuple[float, int, str, list[str]]:
+    """Run ``cmd`` under GNU time with its ``-f`` format ``fmt``: wall seconds (our clock), exit
+    code, standard error, and the fields GNU time reported."""
+    with tempfile.TemporaryFile() as errors, tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        proc = subprocess.run([GNU_TIME, "-q", "-o", report.name, "-f", fmt, *cmd],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                              check=False, env=env)
+        seconds = time.perf_counter() - start
+        errors.seek(0)
+        text = errors.read().decode(errors="replace").strip()
+        fields = report.read().split()
+    return seconds, proc.returncode, text, fields
+
+
 def measure(cmd: list[str], output: Path | None = None) -> Run:
     """Run ``cmd`` once under GNU time: our wall clock; CPU time and peak RSS from time.
 
@@ -267,23 +282,16 @@ def measure(cmd: list[str], output: Path | None = None) -> Run:
     if output is not None:
         output.unlink(missing_ok=True)
     os.sync()
-    with tempfile.TemporaryFile() as errors, tempfile.NamedTemporaryFile("r") as report:
-        start = time.perf_counter()
-        proc = subprocess.run([GNU_TIME, "-q", "-o", report.name, "-f", "%M %U %S", *cmd],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                              check=False, env=CHILD_ENV)
-        seconds = time.perf_counter() - start
-        errors.seek(0)
-        text = errors.read().decode(errors="replace").strip()
-        fields = report.read().split()[-3:]
-    ok = proc.returncode == 0
+    seconds, returncode, text, fields = run_under_time(cmd, "%M %U %S", CHILD_ENV)
+    fields = fields[-3:]
+    ok = returncode == 0
     try:
         max_rss, cpu = int(fields[0]) * 1024, float(fields[1]) + float(fields[2])
     except (IndexError, ValueError):
         max_rss, cpu = 0, 0.0
     size = output.stat().st_size if output is not None and ok and output.exists() else None
     run = Run(seconds, cpu, max_rss, ok, size, "" if ok else (text.splitlines() or [""])[-1])
-    state = "ok" if ok else f"FAILED (exit {proc.returncode}): {run.error}"
+    state = "ok" if ok else f"FAILED (exit {returncode}): {run.error}"
     print(f"  {seconds:7.2f} s wall {cpu:7.2f} s CPU {run.max_rss / MB:6.1f} MB  {state}  <- {' '.join(cmd)}",
           file=sys.stderr, flush=True)
     return run

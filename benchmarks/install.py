@@ -117,19 +117,11 @@ def use_bytecode_cache(work: Path) -> None:
 
 def measure(cmd: list[str], label: str) -> Run:
     """Run ``cmd`` once under GNU time (see benchmarks/artifact.py for why not wait4 here)."""
-    with tempfile.TemporaryFile() as errors, tempfile.NamedTemporaryFile("r") as report:
-        start = time.perf_counter()
-        proc = subprocess.run([GNU_TIME, "-q", "-o", report.name, "-f", "%M", *cmd],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                              check=False, env=CHILD_ENV)
-        seconds = time.perf_counter() - start
-        errors.seek(0)
-        text = errors.read().decode(errors="replace").strip()
-        lines = report.read().split()
-    ok = proc.returncode == 0
+    seconds, returncode, text, lines = artifact_bench.run_under_time(cmd, "%M", CHILD_ENV)
+    ok = returncode == 0
     max_rss = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
     run = Run(seconds, max_rss, ok, "" if ok else (text.splitlines() or [""])[-1])
-    state = "ok" if ok else f"FAILED (exit {proc.returncode}): {run.error}"
+    state = "ok" if ok else f"FAILED (exit {returncode}): {run.error}"
     print(f"  {seconds:7.2f} s {max_rss / MB:6.1f} MB  {state}  <- {label}", file=sys.stderr, flush=True)
     return run
 
