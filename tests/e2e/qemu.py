@@ -7,6 +7,11 @@ that the test image logs in automatically on the first serial port, runs shell c
 reads their exit codes, reboots, powers off, or cuts the power (kills QEMU). Every byte of the
 console goes to a log file, so a failed test can be read boot by boot.
 
+QEMU runs with ``-no-reboot``: a reset (``reboot`` in Linux, GRUB's ``reboot``, U-Boot's ``reset``)
+ends the QEMU process, and the harness powers the same disks on again with a new one. A reset is
+then the same every time, on both machines: the emulated firmware never has to carry a warm reset
+through (under TCG, OVMF has been seen to hang for good after one).
+
 KVM is used only for x86-64 and only when a short probe shows that it really runs guest code
 (``/dev/kvm`` can exist and still hang or fail in nested setups); otherwise QEMU emulates the CPU
 (TCG), which is slower but works everywhere. ``PYMENDER_E2E_ACCEL=kvm|tcg`` overrides the probe.
@@ -47,6 +52,11 @@ SHELL_PROMPT = re.compile(r"root@[\w.-]+:[^\r\n#$]*# ")
 #: What the boot script (GRUB's or U-Boot's) prints when it hands over to the kernel (group 1:
 #: partition number).
 BOOTING_PARTITION = re.compile(r"pymender: booting partition (\d+)")
+#: What Linux prints last before it resets the machine.
+KERNEL_RESTARTING = re.compile(r"reboot: Restarting system")
+#: Seconds from the kernel's last message to the reset (QEMU's exit) before the harness cuts the
+#: power itself: the guest has finished, only the emulated reset is missing.
+RESET_GRACE = 30.0
 _RC_MARK = "@@PMRC"
 
 
@@ -197,13 +207,16 @@ class Machine:
         self.last_boot_log = ""
         #: The partition the boot script booted last time, from its message (None: not seen).
         self.booted_partition: int | None = None
+        #: Resets so far (each ends one QEMU process; the harness starts the next).
+        self.resets = 0
 
     # --- power -----------------------------------------------------------------------------------
 
     def command_line(self) -> list[str]:
         cfg = self.config
         args = [QEMU_BINARIES[cfg.arch], *self._board_args(), "-m", str(cfg.memory_mb),
-                "-smp", str(cfg.cpus), "-nodefaults", "-display", "none", "-monitor", "none",
+                "-smp", str(cfg.cpus), "-no-reboot", "-nodefaults", "-display", "none",
+                "-monitor", "none",
                 "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
                 "-drive", f"if=none,id=disk0,format={disk_format(cfg.disk)},file={cfg.disk}",
                 "-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
@@ -231,15 +244,32 @@ class Machine:
         """Power on and wait for the shell; returns what the boot printed."""
         if self.running:
             raise MachineError("the machine is already running")
+        self._log.boot_text = []
+        self._power_on()
+        return self.wait_for_shell()
+
+    def _power_on(self) -> None:
         args = self.command_line()
         self._log.note(f"power on ({'kvm' if self.kvm else 'tcg'}): {' '.join(args)}")
-        self._log.boot_text = []
         self._child = pexpect.spawn(
             args[0], args[1:], encoding="utf-8", codec_errors="replace", echo=False,
             timeout=self.boot_timeout, logfile=None, dimensions=(50, 500),
         )
         self._child.logfile_read = self._log
-        return self.wait_for_shell()
+
+    def _power_on_after_reset(self) -> None:
+        """QEMU has exited: a reset if it exited cleanly (``-no-reboot``), else it failed."""
+        child = self._require()
+        child.close()
+        self._child = None
+        if child.exitstatus != 0:
+            raise MachineError(
+                f"QEMU exited with status {child.exitstatus} (signal {child.signalstatus}); "
+                f"console log: {self.log_path}\nlast output:\n{_tail(child.before)}"
+            )
+        self.resets += 1
+        self._log.note("reset (QEMU exits on a reset; the same disks are powered on again)")
+        self._power_on()
 
     @property
     def running(self) -> bool:
@@ -251,9 +281,14 @@ class Machine:
         deadline = time.monotonic() + (timeout or self.boot_timeout)
         self.booted_partition = None
         while True:
-            index = self._expect([BOOTING_PARTITION, SHELL_PROMPT], deadline, "the root shell")
+            index = self._expect([BOOTING_PARTITION, SHELL_PROMPT, pexpect.EOF], deadline,
+                                 "the root shell")
             if index == 0:
                 self.booted_partition = int(child.match.group(1))
+            elif index == 2:  # a reset on the way (a boot script's rollback reset, say)
+                self._power_on_after_reset()
+                child = self._require()
+                self.booted_partition = None
             else:
                 break
         # No echo, no line editing, no prompt, no kernel messages in command output.
@@ -265,11 +300,29 @@ class Machine:
         return self.last_boot_log
 
     def reboot(self, timeout: float | None = None) -> str:
-        """``reboot`` in the guest, then wait for the next shell; returns the new boot's output."""
+        """``reboot`` in the guest, then wait for the next shell; returns the new boot's output.
+
+        Once the kernel has said it restarts the machine, the guest has done all it does; if
+        QEMU has not carried out the reset :data:`RESET_GRACE` seconds later, the harness cuts the
+        power and powers on (noted in the console log), as a board's watchdog would.
+        """
         self._log.note("reboot")
         self._log.boot_text = []
-        self._require().sendline("reboot")
-        return self.wait_for_shell(timeout)
+        child = self._require()
+        deadline = time.monotonic() + (timeout or self.boot_timeout)
+        child.sendline("reboot")
+        index = self._expect([KERNEL_RESTARTING, pexpect.EOF], deadline, "the guest to reset")
+        if index == 0:
+            try:
+                child.expect([pexpect.EOF], timeout=RESET_GRACE)
+            except pexpect.TIMEOUT:
+                self._log.note(f"no reset {RESET_GRACE:.0f} s after the kernel's last message: "
+                               "power cut")
+                self.kill()
+                self._power_on()
+                return self.wait_for_shell(max(1.0, deadline - time.monotonic()))
+        self._power_on_after_reset()
+        return self.wait_for_shell(max(1.0, deadline - time.monotonic()))
 
     def poweroff(self, timeout: float = 120.0) -> None:
         """Orderly shutdown: ``poweroff`` in the guest, then wait for QEMU to exit."""
