@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymender import __version__
 from pymender.artifact.reader import ArtifactReader, ReadOptions
-from pymender.cli.common import run_cli
+from pymender.cli.common import help_width, run_cli
 from pymender.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -37,23 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=36, width=_help_width())
-
-
-def _help_width() -> int:
-    """The width argparse would pick (``COLUMNS``, else the terminal, else 80; minus 2),
-    worked out without :mod:`shutil`, which argparse would import for it on every start."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    stream = sys.__stdout__
-    if columns <= 0 and stream is not None:
-        try:
-            columns = os.get_terminal_size(stream.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return (columns if columns > 0 else 80) - 2
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=36, width=help_width())
 
 
 def _common_write_options(parser: argparse.ArgumentParser, *, payload: bool = True) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -34,12 +35,26 @@ def run_cli(tool: Tool, main: Callable[[Sequence[str]], int], argv: Sequence[str
 
 def _silence_stdout() -> None:
     try:
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
+
+
+def help_width() -> int:
+    """The width argparse would pick for help (``COLUMNS``, else the terminal, else 80; minus 2),
+    worked out without :mod:`shutil`, which argparse would import for it on every start."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    stream = sys.__stdout__
+    if columns <= 0 and stream is not None:
+        try:
+            columns = os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns if columns > 0 else 80) - 2
 
 
 def setup_logging(level: str) -> None:

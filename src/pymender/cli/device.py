@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from pymender import __version__
-from pymender.cli.common import run_cli, setup_logging
+from pymender.cli.common import help_width, run_cli, setup_logging
 from pymender.cli.progress import ProgressBar
+from pymender.device import log
 from pymender.device.config import load_config
 from pymender.device.install import Updater
 from pymender.errors import RebootRequired, UsageError, exit_code
+
+# Start-up time is part of every install, so this command keeps heavy modules off its common
+# paths (tests/unit/cli/test_device_startup.py lists them): no logging unless asked for debug
+# output, no shutil for argparse's help width, no dataclasses in the device modules.
 
 #: Mender 2.x spellings (``mender -install URI``) and what they mean now.
 LEGACY_COMMANDS = {
@@ -63,7 +68,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34, width=help_width())
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -114,13 +119,29 @@ def translate_legacy(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
+    try:
+        return _main(argv)
+    finally:
+        log.use_logging()  # the default again, for whoever calls main() next in this process
+
+
+def _setup_log(level: str) -> None:
+    """Log lines as ``LEVEL: message`` on stderr; through :mod:`logging` only for debug output,
+    so that the lines of every library show too."""
+    if level == "debug":
+        setup_logging(level)
+    else:
+        log.write_to_stderr(level)
+
+
+def _main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(translate_legacy(argv))
     if args.command is None:
         raise UsageError("no command given", hint="use install, commit, rollback, show-artifact or show-provides; "
                          "see pymender --help")
     quiet = args.command in ("show-artifact", "show-provides")
-    setup_logging(args.log_level or ("warning" if quiet else "info"))
+    _setup_log(args.log_level or ("warning" if quiet else "info"))
     config = load_config(Path(args.config) if args.config else None,
                          data_dir=Path(args.data) if args.data else None)
     overrides: dict[str, Any] = {}
@@ -129,9 +150,7 @@ def main(argv: Sequence[str]) -> int:
     if args.skipverify:
         overrides["skip_verify"] = True
     if overrides:
-        from dataclasses import replace
-
-        config = replace(config, **overrides)
+        config = config._replace(**overrides)
 
     if args.command == "show-artifact":
         print(Updater(config).show_artifact())

@@ -9,15 +9,16 @@ error naming the key: better to refuse than to update with a half-understood con
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pymender.device.log import get_logger
 from pymender.errors import ConfigError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+log = get_logger(__name__)
 
 DEFAULT_CONFIG_FILE = Path("/etc/pymender/pymender.conf")
 MENDER_CONFIG_FILE = Path("/etc/mender/mender.conf")
@@ -41,9 +42,13 @@ _MENDER_ONLY_KEYS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class DeviceConfig:
-    """Every setting of the device side, with Mender's defaults where Mender has the key."""
+class DeviceConfig(NamedTuple):
+    """Every setting of the device side, with Mender's defaults where Mender has the key.
+
+    Immutable; :meth:`_replace` makes a changed copy. Two configurations are equal when their
+    settings are, wherever they came from (``source`` is not compared). A named tuple rather
+    than a dataclass: importing :mod:`dataclasses` costs every ``pymender`` command start-up time.
+    """
 
     #: ``RootfsPartA``/``RootfsPartB``: the two root filesystem partitions (or regular files).
     rootfs_part_a: str | None = None
@@ -77,8 +82,20 @@ class DeviceConfig:
     #: ``SkipIdenticalBlocks``: read each block of the inactive partition first and write only
     #: the blocks that differ (less flash wear, one extra read per block).
     skip_identical_blocks: bool = False
-    #: The file the settings came from (None: built-in defaults only).
-    source: Path | None = field(default=None, compare=False)
+    #: The file the settings came from (None: built-in defaults only). Must stay the last field.
+    source: Path | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeviceConfig):
+            return NotImplemented
+        return self[:-1] == other[:-1]  # every field but source
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self[:-1])
 
     @property
     def artifact_scripts_dir(self) -> Path:
@@ -248,13 +265,13 @@ def _finish(values: dict[str, Any], source: Path | None, data_dir: Path | None) 
         values["data_dir"] = Path(data_dir)
     if "device_type_file" not in values:
         values["device_type_file"] = values.get("data_dir", DEFAULT_DATA_DIR) / "device_type"
-    config = DeviceConfig(**values)
+    config = DeviceConfig(**values, source=source)
     if config.rootfs_part_a is not None and config.rootfs_part_a == config.rootfs_part_b:
         raise ConfigError(
             f'"RootfsPartA" and "RootfsPartB" are the same ({config.rootfs_part_a})',
             hint="name two different partitions",
         )
-    return replace(config, source=source)
+    return config
 
 
 def read_device_type(path: Path) -> str:

@@ -7,7 +7,6 @@ the HTTP and TLS modules. See that module for the contract every source keeps.
 from __future__ import annotations
 
 import http.client
-import logging
 import re
 import ssl
 import time
@@ -18,9 +17,10 @@ from pathlib import Path
 
 from pymender import __version__
 from pymender.device.sources import MAX_BACKOFF, Source, _display
+from pymender.device.log import get_logger
 from pymender.errors import SourceError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CONTENT_RANGE = re.compile(r"bytes\s+([0-9]+)-([0-9]+)/([0-9]+|\*)\s*", re.ASCII)
 # Failures while talking to the server that a new request may cure.

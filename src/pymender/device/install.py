@@ -67,22 +67,17 @@ are each replaced atomically (see :mod:`pymender.device.bootenv` and
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pymender.artifact.model import ArtifactHeader, PayloadHeader
-from pymender.artifact.reader import ArtifactReader, ReadOptions
 from pymender.device.bootenv import BOOT_PART, BOOT_PART_HEX, BOOTCOUNT, UPGRADE_AVAILABLE, BootEnv, open_bootenv
 from pymender.device.config import DeviceConfig, read_device_type
 from pymender.device.lock import DeviceLock
+from pymender.device.log import get_logger
 from pymender.device.partitions import Partition, PartitionSet, find_partitions, mounted_at
 from pymender.device.payloads import BOOTSTRAP, payload_kind
-from pymender.device.payloads.rootfs import check_fits, write_rootfs
 from pymender.device.scripts import ScriptRunner, store_artifact_scripts
-from pymender.device.sources import open_source
 from pymender.device.store import DeviceState, PendingUpdate, StateStore, UpdateState, apply_update
 from pymender.errors import (
     ArtifactFormatError,
@@ -94,7 +89,15 @@ from pymender.errors import (
     StateError,
 )
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pymender.artifact.model import ArtifactHeader, PayloadHeader
+
+# The Artifact reader (with hashlib and the codecs), the sources and the payload writer are
+# imported by install alone: show-artifact, show-provides, commit and rollback start faster.
+
+log = get_logger(__name__)
 
 Report = Callable[[str], None]
 Progress = Callable[[int, int | None], None]
@@ -109,8 +112,10 @@ _COMMITTING = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class InstallResult:
+# Named tuples rather than dataclasses: importing dataclasses costs every command start-up time.
+
+
+class InstallResult(NamedTuple):
     artifact_name: str
     #: The partition written; None for a bootstrap Artifact (nothing written).
     partition: str | None
@@ -119,14 +124,12 @@ class InstallResult:
     reboot_required: bool
 
 
-@dataclass(frozen=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     artifact_name: str
     inconsistent: bool
 
 
-@dataclass(frozen=True)
-class RollbackResult:
+class RollbackResult(NamedTuple):
     #: The Artifact that was rolled back.
     artifact_name: str
     #: The Artifact that stays installed.
@@ -134,13 +137,13 @@ class RollbackResult:
     reboot_required: bool
 
 
-@dataclass
-class _Downloaded:
+class _Downloaded(NamedTuple):
     header: ArtifactHeader
     payload: PayloadHeader
     kind: str
+    #: The partitions and the bootloader environment as read before writing (not for bootstrap).
     partitions: PartitionSet | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] | None = None
 
 
 def check_compatible(header: ArtifactHeader, device_type: str, current: DeviceState) -> None:
@@ -264,6 +267,8 @@ class Updater:
             device_type = read_device_type(self.config.device_type_file)
             verifiers = self._verifiers()
             current = self.store.current()
+            from pymender.device.sources import open_source
+
             source = open_source(
                 uri, ca_file=self.config.server_certificate, insecure=self.config.skip_verify,
                 **self._source_options,
@@ -290,6 +295,9 @@ class Updater:
 
     def _download(self, source: Any, verifiers: list[Any], device_type: str, current: DeviceState) -> _Downloaded:
         """Read and check the header, then stream the payload to the inactive partition."""
+        from pymender.artifact.reader import ArtifactReader, ReadOptions
+        from pymender.device.payloads.rootfs import check_fits, write_rootfs
+
         reader = ArtifactReader(source, ReadOptions(verifiers=verifiers, require_signature=True))
         header = reader.read_header()
         if not header.payloads:
@@ -355,7 +363,7 @@ class Updater:
         header, payload, parts = done.header, done.payload, done.partitions
         assert parts is not None
         target, previous = parts.inactive, parts.active
-        env = done.env
+        env = done.env or {}
         update = PendingUpdate(
             artifact_name=header.artifact_name,
             partition=target.path,

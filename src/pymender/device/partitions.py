@@ -30,18 +30,18 @@ of Mender's and pymender's disk images).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pymender.device.bootenv import BOOT_PART, UPGRADE_AVAILABLE
 from pymender.device.config import DeviceConfig
+from pymender.device.log import get_logger
 from pymender.errors import ConfigError, DeviceError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Numbers used for regular files whose names do not carry distinct numbers (see module docstring).
 FILE_NUMBER_A = 2
@@ -50,8 +50,10 @@ _TRAILING_DIGITS = re.compile(r"([0-9]+)$")
 _BY_TAG = {"PARTUUID": "by-partuuid", "UUID": "by-uuid", "LABEL": "by-label", "PARTLABEL": "by-partlabel"}
 
 
-@dataclass(frozen=True)
-class Partition:
+# Named tuples rather than dataclasses: importing dataclasses costs every command start-up time.
+
+
+class Partition(NamedTuple):
     """One of the two root filesystem partitions."""
 
     #: The name as configured (``RootfsPartA``/``RootfsPartB``).
@@ -72,8 +74,7 @@ class Partition:
         return self.path
 
 
-@dataclass(frozen=True)
-class PartitionSet:
+class PartitionSet(NamedTuple):
     """Both partitions and which of them runs the current system."""
 
     a: Partition
@@ -225,8 +226,7 @@ def partition_numbers(part_a: str, part_b: str) -> tuple[int, int]:
 # --- the running root device -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RootCandidate:
+class RootCandidate(NamedTuple):
     """One guess of the running root device: a path and/or a device number."""
 
     path: str | None

@@ -23,22 +23,26 @@ runs both exactly as Mender's client does, so they keep working unchanged:
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
-import signal
 import stat
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pymender.artifact.model import ARTIFACT_SCRIPT_STATES
 from pymender.device.bootenv.base import fsync_dir
+from pymender.device.log import get_logger
 from pymender.errors import ArtifactFormatError, ScriptError, UnsafeArtifactError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import IO
+
+# Running a script needs subprocess, tempfile and signal: they are imported where used, since
+# most installs run no script and the imports cost start-up time.
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -212,7 +216,6 @@ class ScriptRunner:
 
     def _execute(self, script: Path) -> int:
         """Run ``script`` once in its own process group; its exit code (negative: signal)."""
-        # Imported here: most installs run no script, and these modules cost start-up time.
         import subprocess
         import tempfile
 
@@ -351,17 +354,31 @@ def _write_synced(path: Path, data: bytes, mode: int) -> None:
 
 
 def _remove(path: Path) -> None:
+    """Delete a file, or a directory of files such as this module stores.
+
+    Flat directories are emptied here rather than by :mod:`shutil` (with the compression modules
+    it imports, start-up time every install would pay); anything deeper goes to ``rmtree``.
+    """
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(mode):
-        shutil.rmtree(path)
-    else:
+    if not stat.S_ISDIR(mode):
         os.unlink(path)
+        return
+    try:
+        for name in os.listdir(path):
+            os.unlink(path / name)
+        os.rmdir(path)
+    except OSError:  # a subdirectory, say: not one of ours
+        import shutil
+
+        shutil.rmtree(path)
 
 
 def _kill_group(pgid: int) -> None:
+    import signal
+
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:

@@ -14,19 +14,19 @@ so a front end can show progress.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import stat
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pymender.device.log import get_logger
 from pymender.errors import SourceError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Resume attempts in a row that deliver no byte before the download is given up.
 DEFAULT_RETRIES = 5

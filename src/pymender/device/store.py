@@ -13,24 +13,28 @@ Callers serialise writers (the updater's lock); the store itself does not lock.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pymender.device.log import get_logger
 from pymender.errors import NothingToDoError, StateError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+log = get_logger(__name__)
 
 STORE_FILE = "store.json"
 FORMAT_VERSION = 1
 UNKNOWN_ARTIFACT = "unknown"
 INCONSISTENT_SUFFIX = "_INCONSISTENT"
 DEFAULT_ARTIFACT_INFO_FILE = Path("/etc/mender/artifact_info")
+#: The default of the mappings below: shared by every instance, so it must never change.
+_NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
 class UpdateState(str, Enum):
@@ -47,14 +51,17 @@ class UpdateState(str, Enum):
     CLEANUP = "Cleanup"
 
 
-@dataclass(frozen=True)
-class DeviceState:
+# The records below are named tuples, not dataclasses: importing dataclasses costs every
+# ``pymender`` command start-up time. Immutable; ``_replace`` makes a changed copy.
+
+
+class DeviceState(NamedTuple):
     """The installed Artifact: its name, group and provides."""
 
     artifact_name: str
     artifact_group: str = ""
     #: Provides other than ``artifact_name``/``artifact_group`` (``rootfs-image.version``, ...).
-    provides: Mapping[str, str] = field(default_factory=dict)
+    provides: Mapping[str, str] = _NOTHING
 
     def all_provides(self) -> dict[str, str]:
         """Every provide, including ``artifact_name`` and ``artifact_group`` (when set)."""
@@ -65,8 +72,7 @@ class DeviceState:
         return result
 
 
-@dataclass(frozen=True)
-class PendingUpdate:
+class PendingUpdate(NamedTuple):
     """An update installed (or being installed) but not yet committed or rolled back."""
 
     artifact_name: str
@@ -81,7 +87,7 @@ class PendingUpdate:
     #: The partition that was running when the update was installed.
     previous_partition: str = ""
     #: Bootloader variables as they were before the switch (to restore them on rollback).
-    previous_env: Mapping[str, str] = field(default_factory=dict)
+    previous_env: Mapping[str, str] = _NOTHING
     #: Where this Artifact's state scripts were stored, if it had any.
     scripts_dir: str | None = None
     state: UpdateState = UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
@@ -249,7 +255,7 @@ class StateStore:
             raise NothingToDoError("no update in progress")
         if "state" in changes:
             changes["state"] = UpdateState(changes["state"])
-        updated = replace(pending, **changes)
+        updated = pending._replace(**changes)
         self._save(state, updated)
         return updated
 
@@ -286,7 +292,7 @@ def _encode(state: DeviceState, pending: PendingUpdate | None) -> dict[str, Any]
         "pending": None,
     }
     if pending is not None:
-        record = asdict(pending)
+        record = pending._asdict()
         record["state"] = pending.state.value
         record["provides"] = None if pending.provides is None else dict(pending.provides)
         record["previous_env"] = dict(pending.previous_env)

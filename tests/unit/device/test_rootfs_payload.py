@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,27 @@ def test_a_failed_background_flush_fails_the_write(tmp_path: Path, monkeypatch: 
     data = os.urandom(4 * BLOCK)
     with pytest.raises(DeviceError, match="cannot flush the inactive partition .*Input/output error"):
         write_payload(io.BytesIO(data), len(data), _partition(tmp_path, 4 * BLOCK), block_size=BLOCK)
+
+
+def test_a_failed_write_fails_the_install_and_stops_the_threads(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append(offset)
+        if offset == 2 * BLOCK:
+            raise OSError(28, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(rootfs, "SYNC_CHUNK", BLOCK)  # a flusher thread runs as well
+    data = os.urandom(8 * BLOCK)
+    with pytest.raises(DeviceError, match="cannot write to the inactive partition .*No space left"):
+        write_payload(io.BytesIO(data), len(data), _partition(tmp_path, 8 * BLOCK), block_size=BLOCK)
+    assert calls[:3] == [0, BLOCK, 2 * BLOCK]  # in order, and it stopped soon after the failure
+    assert len(calls) <= 2 + rootfs.BUFFERS
+    assert not [t for t in threading.enumerate() if t.name in ("pymender-write", "pymender-flush")]
 
 
 def test_writeback_is_started_chunk_by_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,15 +18,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from pymender.device.log import get_logger
 from pymender.errors import BootEnvError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BOOT_PART = "mender_boot_part"
 BOOT_PART_HEX = "mender_boot_part_hex"

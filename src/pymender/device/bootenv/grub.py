@@ -18,11 +18,10 @@ being edited.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pymender.device.bootenv.base import (
     advisory_lock,
@@ -30,9 +29,10 @@ from pymender.device.bootenv.base import (
     check_changes,
     fsync_dir,
 )
+from pymender.device.log import get_logger
 from pymender.errors import BootEnvError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HEADER = b"# GRUB Environment Block\n"
 BLOCK_SIZE = 1024
@@ -118,8 +118,7 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-@dataclass(frozen=True)
-class _Copy:
+class _Copy(NamedTuple):
     """One environment copy as found on disk."""
 
     directory: Path

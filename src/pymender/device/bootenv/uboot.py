@@ -20,27 +20,26 @@ back to its built-in default environment (use redundant copies on real devices).
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pymender.device.bootenv.base import advisory_lock, apply_changes, check_changes
+from pymender.device.log import get_logger
 from pymender.errors import BootEnvError, ConfigError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: The lock file ``fw_printenv``/``fw_setenv`` hold while they work.
 DEFAULT_LOCK_FILE = Path("/var/lock/fw_printenv.lock")
 _CRC = struct.Struct("=I")
 
 
-@dataclass(frozen=True)
-class EnvLocation:
+class EnvLocation(NamedTuple):
     """One copy of the environment: a device or file, where in it, and how large."""
 
     device: Path
@@ -131,8 +130,7 @@ def decode_data(data: bytes) -> dict[str, str]:
     return variables
 
 
-@dataclass(frozen=True)
-class _Copy:
+class _Copy(NamedTuple):
     """One copy as read: valid when its CRC matches."""
 
     valid: bool

@@ -48,12 +48,11 @@ import fcntl
 import os
 import stat
 import struct
-from collections import deque
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from queue import SimpleQueue
+from typing import Any, NamedTuple, Protocol
 
 from pymender.artifact.writeback import Starter, sync_file_range_starter
 from pymender.errors import ArtifactTruncatedError, DeviceError, IncompatibleArtifactError
@@ -83,8 +82,7 @@ class PayloadStream(Protocol):
     def readinto(self, buffer: Any) -> int: ...
 
 
-@dataclass(frozen=True)
-class WriteStats:
+class WriteStats(NamedTuple):
     """What one payload write did."""
 
     bytes_written: int
@@ -183,6 +181,47 @@ def write_rootfs(
     return WriteStats(bytes_written=size, blocks_written=writer.written, blocks_skipped=writer.skipped)
 
 
+class _SerialWorker:
+    """Runs calls one after the other on its own thread; their outcomes come back in order.
+
+    All a single writer or flusher thread needs of ``concurrent.futures``, which is not used
+    here because it imports :mod:`logging`: start-up time every install would pay.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = SimpleQueue()
+        self._outcomes: SimpleQueue[tuple[bool, Any]] = SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        self._calls.put((function, args))
+
+    def ready(self) -> bool:
+        """Whether the outcome of the oldest call not yet collected is there."""
+        return not self._outcomes.empty()
+
+    def result(self) -> Any:
+        """The value of the oldest call not yet collected (waits for it); raises its error."""
+        ok, value = self._outcomes.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Let the submitted calls run to their end, then stop the thread."""
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            function, args = call
+            try:
+                self._outcomes.put((True, function(*args)))
+            except BaseException as err:  # handed to the caller by result()
+                self._outcomes.put((False, err))
+
+
 class _BlockWriter:
     """Writes blocks at their offsets on one worker thread, from a ring of reused buffers.
 
@@ -198,43 +237,46 @@ class _BlockWriter:
         self._buffers = [memoryview(bytearray(block_size)) for _ in range(BUFFERS)]
         self._compare = memoryview(bytearray(block_size)) if skip_identical else None
         self._next = 0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pymender-write")
-        self._pending: deque[Future[bool]] = deque()
+        self._writer = _SerialWorker("pymender-write")
+        self._queued = 0  # writes submitted and not yet collected
         self._unflushed_from = 0
         # The flush state: only the writer thread touches it, until finish() (after the last write).
-        self._flusher: ThreadPoolExecutor | None = None
-        self._flush: Future[None] | None = None
+        self._flusher: _SerialWorker | None = None
+        self._flushing = False  # a flush was started and its outcome not yet collected
         self._flushed_to = 0
         self._start_writeback = _writeback_starter()
         self.written = 0
         self.skipped = 0
 
     def next_buffer(self) -> memoryview:
-        while len(self._pending) >= BUFFERS - 1:
+        while self._queued >= BUFFERS - 1:
             self._collect()
         buffer = self._buffers[self._next]
         self._next = (self._next + 1) % BUFFERS
         return buffer
 
     def submit(self, data: memoryview, offset: int) -> None:
-        self._pending.append(self._pool.submit(self._write, data, offset))
+        self._writer.submit(self._write, data, offset)
+        self._queued += 1
 
     def finish(self) -> None:
         """Wait for every queued write and the background flush; raise the first failure."""
-        while self._pending:
+        while self._queued:
             self._collect()
-        if self._flush is not None:
-            flush, self._flush = self._flush, None
-            flush.result()
+        if self._flushing:
+            assert self._flusher is not None
+            self._flushing = False
+            self._flusher.result()
 
     def close(self) -> None:
         """Let queued writes and the flush end (errors of an aborted write are not news)."""
-        self._pool.shutdown(wait=True)
+        self._writer.close()
         if self._flusher is not None:
-            self._flusher.shutdown(wait=True)
+            self._flusher.close()
 
     def _collect(self) -> None:
-        if self._pending.popleft().result():
+        self._queued -= 1
+        if self._writer.result():
             self.written += 1
         else:
             self.skipped += 1
@@ -254,13 +296,15 @@ class _BlockWriter:
 
     def _start_flush(self, end: int) -> None:
         """Start an ``fdatasync`` on the flusher thread, unless one is still running."""
-        if self._flush is not None:
-            if not self._flush.done():
-                return
-            self._flush.result()  # a failed flush fails this write, and so the install
         if self._flusher is None:
-            self._flusher = ThreadPoolExecutor(1, thread_name_prefix="pymender-flush")
-        self._flush = self._flusher.submit(_flush, self._fd, self._target, self._flushed_to, end)
+            self._flusher = _SerialWorker("pymender-flush")
+        elif self._flushing:
+            if not self._flusher.ready():
+                return
+            self._flushing = False
+            self._flusher.result()  # a failed flush fails this write, and so the install
+        self._flusher.submit(_flush, self._fd, self._target, self._flushed_to, end)
+        self._flushing = True
         self._flushed_to = end
 
 
