@@ -226,9 +226,19 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:
     if codec.name == "lzma":
         import lzma  # here: most Artifacts are not xz, and the import costs start-up time
 
-        return _StreamDecompressor(
-            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what,
-            (lzma.LZMAError,))
+        def sequential(source: Readable) -> _Reader:
+            return _StreamDecompressor(
+                source, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what,
+                (lzma.LZMAError,))
+
+        from .hashing import cores
+
+        threads = cores()
+        if threads < 2:
+            return sequential(raw)
+        from .xzblocks import ParallelXzReader  # threads too: only when an xz member is read
+
+        return ParallelXzReader(raw, what, threads=threads, memlimit=XZ_MEMLIMIT, fallback=sequential)
     if codec.name == "zstd":
         return _ZstdReader(raw, what)
     raise ArtifactUnsupportedError(f"unsupported compression {codec.name}")
@@ -442,18 +452,23 @@ class _ParallelXz(_BlockPipeline):
         self._filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": XZ_DICT}]
         flags = bytes([0x00, _XZ_CHECK_CRC32])
         sink(b"\xfd7zXZ\x00" + flags + struct.pack("<I", zlib.crc32(flags)))
-        filter_flags = _varint(lzma.FILTER_LZMA2) + _varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
-        body = bytes([0x00]) + filter_flags  # block flags: one filter, no optional sizes
+        self._filter_flags = _varint(lzma.FILTER_LZMA2) + _varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
+        self._records: list[tuple[int, int]] = []
+
+    def _block_header(self, compressed: int, uncompressed: int) -> bytes:
+        """A block header with both optional sizes (flags 0x40 | 0x80), as ``xz -T`` writes it:
+        a reader can cut each block out of the stream unread and decode blocks in parallel."""
+        body = bytes([0xC0]) + _varint(compressed) + _varint(uncompressed) + self._filter_flags
         size = 1 + len(body)
         size += -size % 4
         header = bytes([size // 4]) + body + b"\0" * (size - 1 - len(body))
-        self._block_header = header + struct.pack("<I", zlib.crc32(header))
-        self._records: list[tuple[int, int]] = []
+        return header + struct.pack("<I", zlib.crc32(header))
 
     def compress_block(self, block: bytes, previous: bytes, index: int, last: bool) -> bytes:
         data = self._compress(block, format=self._raw_format, filters=self._filters)
-        unpadded = len(self._block_header) + len(data) + 4
-        return struct.pack("<QQ", unpadded, len(block)) + self._block_header + data + (
+        header = self._block_header(len(data), len(block))
+        unpadded = len(header) + len(data) + 4
+        return struct.pack("<QQ", unpadded, len(block)) + header + data + (
             b"\0" * (-len(data) % 4)) + struct.pack("<I", zlib.crc32(block))
 
     def emit(self, compressed: bytes) -> None:
