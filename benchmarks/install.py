@@ -35,7 +35,9 @@ side by side:
 Each measurement runs ``--runs`` times (default 3), interleaved, in an order that rotates from
 round to round, and the median wall time is reported; throughput is payload (image) bytes /
 wall time, in MiB/s. Peak RSS is GNU ``time``'s ``%M`` (maximum over the runs). Before every
-run the state (store, bootloader environment) is reset, the target's page cache written back and
+run the state (store, bootloader environment) is reset, the first 4 KiB of every MiB of the target
+overwritten (mender-client skips writing 1 MiB frames that already hold the same bytes, and the
+run before left the image there), the target's page cache written back and
 dropped (``fsync``, ``posix_fadvise(DONTNEED)``), ``sync`` called and the disk left idle for
 ``--settle`` seconds (default 1), so no run pays for the writeback of the one before; the
 Artifact and the extracted member are read once beforehand, so every run reads them from the
@@ -153,6 +155,25 @@ def drop_cache(path: Path | str) -> None:
     try:
         os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+#: mender-client reads every 1 MiB frame of the target first and skips writing the frames that
+#: already hold the same bytes, so a target left holding the image by the run before would turn
+#: its install into a read; every run starts from a target that differs in every frame.
+STALE_FRAME = 1 << 20
+
+
+def make_stale(target: str, size: int) -> None:
+    """Overwrite the first 4 KiB of every :data:`STALE_FRAME` of ``target`` (up to ``size``)
+    with bytes no image holds there, so no writer finds a frame it may skip."""
+    pattern = b"stale frame\0" * 341 + b"\0" * 4
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        for offset in range(0, size, STALE_FRAME):
+            os.pwrite(fd, pattern, offset)
+        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -558,6 +579,7 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
             shift = index % len(jobs)
             for label, reset, targets, cmd, series in jobs[shift:] + jobs[:shift]:
                 reset()
+                make_stale(targets[0], image_size)
                 settle(*targets)
                 series.runs.append(measure(cmd, f"{comp} run {index + 1}: {label}"))
         member_file.unlink(missing_ok=True)
