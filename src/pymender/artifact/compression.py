@@ -424,15 +424,6 @@ XZ_DICT = 2 << 20
 _XZ_CHECK_CRC32 = 0x01
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _xz_dict_byte(dict_size: int) -> int:
     for byte in range(41):
         if (2 | (byte & 1)) << (byte // 2 + 11) >= dict_size:
@@ -447,18 +438,22 @@ class _ParallelXz(_BlockPipeline):
         super().__init__(sink, XZ_BLOCK, threads)
         import lzma
 
+        from . import xzblocks  # the format's pieces, shared with the reader
+
+        self._xz = xzblocks
         self._compress = lzma.compress
         self._raw_format = lzma.FORMAT_RAW
         self._filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": XZ_DICT}]
-        flags = bytes([0x00, _XZ_CHECK_CRC32])
-        sink(b"\xfd7zXZ\x00" + flags + struct.pack("<I", zlib.crc32(flags)))
-        self._filter_flags = _varint(lzma.FILTER_LZMA2) + _varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
+        sink(xzblocks.stream_header(_XZ_CHECK_CRC32))
+        varint = xzblocks.encode_varint
+        self._filter_flags = varint(lzma.FILTER_LZMA2) + varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
         self._records: list[tuple[int, int]] = []
 
     def _block_header(self, compressed: int, uncompressed: int) -> bytes:
         """A block header with both optional sizes (flags 0x40 | 0x80), as ``xz -T`` writes it:
         a reader can cut each block out of the stream unread and decode blocks in parallel."""
-        body = bytes([0xC0]) + _varint(compressed) + _varint(uncompressed) + self._filter_flags
+        varint = self._xz.encode_varint
+        body = bytes([0xC0]) + varint(compressed) + varint(uncompressed) + self._filter_flags
         size = 1 + len(body)
         size += -size % 4
         header = bytes([size // 4]) + body + b"\0" * (size - 1 - len(body))
@@ -480,14 +475,7 @@ class _ParallelXz(_BlockPipeline):
 
     def finish(self) -> None:
         super().finish()
-        index = bytearray(b"\x00") + _varint(len(self._records))
-        for unpadded, uncompressed in self._records:
-            index += _varint(unpadded) + _varint(uncompressed)
-        index += b"\0" * (-len(index) % 4)
-        index += struct.pack("<I", zlib.crc32(index))
-        self._sink(bytes(index))
-        footer = struct.pack("<I", len(index) // 4 - 1) + bytes([0x00, _XZ_CHECK_CRC32])
-        self._sink(struct.pack("<I", zlib.crc32(footer)) + footer + b"YZ")
+        self._sink(self._xz.index_and_footer(self._records, _XZ_CHECK_CRC32))
 
 
 class _Zstd:
