@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,3 +27,15 @@ def require_tool(name: str) -> str:
         pytest.fail(message)
     pytest.skip(message)
 
+
+
+def read_bounded(reader: Any, chunk: int) -> bytes:
+    """Everything ``reader.read(chunk)`` returns until it is empty, checking that no call
+    returns more than ``chunk`` bytes (the readers' promise against decompression bombs)."""
+    parts: list[bytes] = []
+    while True:
+        part = reader.read(chunk)
+        assert len(part) <= chunk
+        if not part:
+            return b"".join(parts)
+        parts.append(part)

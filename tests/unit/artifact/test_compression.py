@@ -9,6 +9,7 @@ import zlib
 
 import pytest
 
+from helpers import read_bounded
 from pymender.artifact import compression
 from pymender.errors import (
     ArtifactFormatError,
@@ -32,13 +33,7 @@ def _compress(name: str, data: bytes, threads: int) -> bytes:
 
 def _decompress(name: str, blob: bytes, chunk: int = 65_536) -> bytes:
     reader = compression.decompressing_reader(io.BytesIO(blob), compression.codec_by_name(name), "t")
-    parts = []
-    while True:
-        part = reader.read(chunk)
-        assert len(part) <= chunk
-        if not part:
-            return b"".join(parts)
-        parts.append(part)
+    return read_bounded(reader, chunk)
 
 
 @pytest.mark.parametrize("name", CODECS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import require_tool
+from helpers import read_bounded, require_tool
 
 from pymender.artifact import compression, hashing, xzblocks
 from pymender.artifact.xzblocks import ParallelXzReader, encode_varint, index_and_footer, stream_header
@@ -58,13 +58,7 @@ def reader(blob: bytes, threads: int = 2) -> ParallelXzReader:
 
 
 def read_all(source: ParallelXzReader, chunk: int = 100_000) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        part = source.read(chunk)
-        assert len(part) <= chunk
-        if not part:
-            return b"".join(parts)
-        parts.append(part)
+    return read_bounded(source, chunk)
 
 
 def decode(blob: bytes, threads: int = 2) -> tuple[bytes, bool]:
