@@ -106,7 +106,7 @@ def _zstandard() -> Any:
 # --- Decompression -----------------------------------------------------------------------------
 
 
-class _Reader(Protocol):
+class DecompressedReader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
     def readinto(self, buffer: memoryview, /) -> int: ...
 
@@ -217,7 +217,7 @@ class _Plain:
         return int(readinto(buffer))
 
 
-def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:
+def decompressing_reader(raw: Readable, codec: Codec, what: str) -> DecompressedReader:
     """A reader of the decompressed bytes of ``raw``; ``read(n)`` never returns more than n."""
     if codec.name == "none":
         return _Plain(raw)
@@ -226,7 +226,7 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> _Reader:
     if codec.name == "lzma":
         import lzma  # here: most Artifacts are not xz, and the import costs start-up time
 
-        def sequential(source: Readable) -> _Reader:
+        def sequential(source: Readable) -> DecompressedReader:
             return _StreamDecompressor(
                 source, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what,
                 (lzma.LZMAError,))

@@ -32,11 +32,17 @@ import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable
 from queue import SimpleQueue
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from pymender.errors import ArtifactFormatError, ArtifactTruncatedError, PymenderError
+
+from .tarstream import Readable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .compression import DecompressedReader
 
 #: Most decoding threads: each holds a block or two in memory (2 MiB each from pymender).
 MAX_THREADS = 4
@@ -61,15 +67,6 @@ KNOWN_CHECKS = frozenset((0x00, 0x01, 0x04, 0x0A))
 LZMA2_ID = 0x21
 #: Filters allowed before LZMA2: delta and the BCJ filters (x86 to RISC-V).
 PRE_FILTERS = frozenset(range(0x03, 0x0C))
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class Reader(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 # --- The format's pieces ---------------------------------------------------------------------
@@ -288,13 +285,13 @@ class ParallelXzReader:
     native_readinto = False
 
     def __init__(self, raw: Readable, what: str, *, threads: int, memlimit: int,
-                 fallback: Callable[[Readable], Reader]) -> None:
+                 fallback: Callable[[Readable], DecompressedReader]) -> None:
         self._raw = raw
         self._what = what
         self._threads = min(max(1, threads), MAX_THREADS)
         self._memlimit = memlimit
         self._make_fallback = fallback
-        self._fallback: Reader | None = None
+        self._fallback: DecompressedReader | None = None
         self._buf = bytearray()
         self._off = 0  # bytes of _buf already consumed
         self._queue: deque[_Job | _Failed | object] = deque()
