@@ -14,11 +14,17 @@ side by side:
   then only decompression + write + fsync are timed, with the native tools (``pigz -dc``, which
   decompresses faster than ``gzip -dc``, or ``gzip -dc`` without pigz; ``zstd -dc``) piped into
   ``dd ... conv=fsync``; for ``none`` a single ``dd`` copies the image bytes out of the
-  Artifact. Each is run with a plain ``dd`` and with ``dd oflag=nocache`` (which starts the
-  writeback during the copy, as pymender does); both are measured as often as pymender, and the
-  one with the better median counts (not the faster of the two in each round, which would pit
-  the minimum of two noisy samples against one). It neither parses the Artifact nor hashes
-  anything, so it is a bound, not an equal task.
+  Artifact. Each is run with a plain ``dd`` of 4 MiB blocks, with ``dd oflag=nocache`` (which
+  starts the writeback during the copy, as pymender does) of 4 MiB blocks, and with
+  ``oflag=nocache`` of 1 MiB blocks (the fastest of the three on some disks); all are measured as
+  often as pymender, and the one with the best median counts (not the fastest in each round,
+  which would pit the minimum of noisy samples against one). It neither parses the Artifact
+  nor hashes anything, so it is a bound, not an equal task.
+- **copy + SHA-256** (``none`` only, not a target): the 1 MiB ``dd oflag=nocache`` copy with
+  ``openssl dgst -sha256`` hashing the same bytes beside it: the least an installer that
+  verifies what it writes has to do, done by native tools. The gap between it and the bare copy
+  is the price of the verification on this machine; the gap between pymender and it is
+  pymender's own.
 - **mender-client** 3.4 (Debian's ``mender-client`` package), ``mender install`` in standalone
   mode on the same Artifact. It refuses regular files as partitions ("Failed to read size of
   block device ...: not a block device"), so it is driven on loop devices attached to the same
@@ -91,7 +97,8 @@ COMPRESSIONS = ("none", "gzip", "zstd")
 MENDER_CLIENT_COMPRESSIONS = ("none", "gzip")  # 3.4 has no zstd
 GNU_TIME = "/usr/bin/time"
 PARTITION_SLACK = 8 * MIB
-DD_BLOCK = "4M"
+#: The limit's ``dd`` variants: (block size, ``oflag=nocache``).
+DD_VARIANTS = (("4M", False), ("4M", True), ("1M", True))
 
 
 # --- Running and measuring ---------------------------------------------------------------------
@@ -386,16 +393,13 @@ def limit_commands(compression: str, artifact: Path, member_file: Path, where: D
     decompression rather than only at the final fsync: the same thing pymender does.
     """
     commands = {}
-    for nocache in (False, True):
+    for block, nocache in DD_VARIANTS:
         oflag = " oflag=nocache" if nocache else ""
-        suffix = " (nocache)" if nocache else ""
+        suffix = (f" bs={block}" if block != DD_VARIANTS[0][0] else "") + (" (nocache)" if nocache else "")
         if compression == "none":
-            commands[f"dd{suffix}"] = [
-                "sh", "-c", f"dd if={artifact} of={target} bs={DD_BLOCK} iflag=skip_bytes,count_bytes"
-                f" skip={where.offset + where.image_offset} count={where.image_size}{oflag}"
-                " conv=fsync,notrunc status=none"]
+            commands[f"dd{suffix}"] = copy_command(artifact, where, target, block, nocache)
             continue
-        dd_out = (f"dd of={target} bs={DD_BLOCK} iflag=fullblock,skip_bytes,count_bytes "
+        dd_out = (f"dd of={target} bs={block} iflag=fullblock,skip_bytes,count_bytes "
                   f"skip={where.image_offset} count={where.image_size}{oflag} conv=fsync,notrunc status=none")
         # pigz decompresses faster than gzip (zlib's inflate, checksum on its own thread)
         tool = {"gzip": "pigz" if shutil.which("pigz") else "gzip", "zstd": "zstd"}[compression]
@@ -403,6 +407,22 @@ def limit_commands(compression: str, artifact: Path, member_file: Path, where: D
             raise SystemExit(f"{tool} is needed for the limit of {compression}")
         commands[f"{tool} -dc + dd{suffix}"] = ["sh", "-c", f"{tool} -dc {member_file} | {dd_out}"]
     return commands
+
+
+def copy_command(artifact: Path, where: DataMember, target: str, block: str, nocache: bool) -> list[str]:
+    """``dd`` copying the image bytes out of an uncompressed Artifact into ``target``, then fsync."""
+    oflag = " oflag=nocache" if nocache else ""
+    return ["sh", "-c", f"dd if={artifact} of={target} bs={block} iflag=skip_bytes,count_bytes"
+            f" skip={where.offset + where.image_offset} count={where.image_size}{oflag}"
+            " conv=fsync,notrunc status=none"]
+
+
+def verified_copy_command(artifact: Path, where: DataMember, target: str, image: Path, openssl: str) -> list[str]:
+    """The 1 MiB ``dd oflag=nocache`` copy with ``openssl dgst -sha256`` of the same bytes (the
+    image file, in the page cache) running beside it; fails when either fails."""
+    copy = copy_command(artifact, where, target, "1M", True)[2]
+    return ["sh", "-c", f'"$1" dgst -sha256 "$2" >/dev/null & hashing=$!; {copy} && wait "$hashing"',
+            "copy-and-hash", openssl, str(image)]
 
 
 # --- Reporting -----------------------------------------------------------------------------------
@@ -418,6 +438,8 @@ class Row:
     candidates: dict[str, Series] = field(default_factory=dict)
     peer: Series | None = None
     peer_note: str = ""
+    #: The copy with its SHA-256 beside it (``none`` only; not a target).
+    verified: Series | None = None
 
     @property
     def limit_tool(self) -> str:
@@ -512,6 +534,9 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
                     file.truncate(part_size)  # never written: sparse is enough
 
     file_device = PymenderDevice(work / "dev-file", str(part_a), str(part_b), None)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        print("the copy + SHA-256 rows are left out: openssl is not installed", file=sys.stderr)
 
     blocker = None if not args.no_mender_client else "left out (--no-mender-client)"
     if blocker is None:
@@ -560,6 +585,11 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
         for name, cmd in limit_commands(comp, artifact, member_file, where, str(part_b)).items():
             file_row.candidates[name] = Series()
             jobs.append((f"limit (file): {name}", _nothing, (str(part_b),), cmd, file_row.candidates[name]))
+        if comp == "none" and openssl is not None:
+            warm(image)
+            file_row.verified = Series()
+            jobs.append(("copy + SHA-256 (file)", _nothing, (str(part_b),),
+                         verified_copy_command(artifact, where, str(part_b), image, openssl), file_row.verified))
         if loop_device is not None and mc_device is not None:
             loop_row = Row("loop device", comp, image_size, Series())
             rows.append(loop_row)
@@ -568,6 +598,10 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
             for name, cmd in limit_commands(comp, artifact, member_file, where, loop_b).items():
                 loop_row.candidates[name] = Series()
                 jobs.append((f"limit (loop): {name}", _nothing, both, cmd, loop_row.candidates[name]))
+            if comp == "none" and openssl is not None:
+                loop_row.verified = Series()
+                jobs.append(("copy + SHA-256 (loop)", _nothing, both,
+                             verified_copy_command(artifact, where, loop_b, image, openssl), loop_row.verified))
             if comp in MENDER_CLIENT_COMPRESSIONS:
                 loop_row.peer = Series()
                 jobs.append(("mender-client (loop)", mc_device.reset, both, mc_device.command(artifact),
@@ -612,6 +646,20 @@ def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: l
           f"median of {args.runs} runs")
     print()
     print(table(rows))
+    verified = [row for row in rows if row.verified is not None and row.verified.runs]
+    if verified:
+        print("\nWhat verifying costs (none; not a target): the fastest bare copy (the limit above), the "
+              "1 MiB copy with `openssl dgst -sha256` of the same bytes beside it, and pymender:\n")
+        print("| target | limit MiB/s | copy + SHA-256 MiB/s | pymender MiB/s | copy + SHA-256 / limit | "
+              "pymender / (copy + SHA-256) |")
+        print("|---|---|---|---|---|---|")
+        for row in verified:
+            assert row.verified is not None
+            limit, hashed, ours = (row.limit.throughput(row.size), row.verified.throughput(row.size),
+                                 row.ours.throughput(row.size))
+            print(f"| {row.target} | {mibs(row.limit, row.size)} | {mibs(row.verified, row.size)} | "
+                  f"{mibs(row.ours, row.size)} | {f'{hashed / limit:.2f}' if hashed and limit else '–'} | "
+                  f"{f'{ours / hashed:.2f}' if ours and hashed else '–'} |")
     print(f"\npymender start-up (show-artifact: interpreter, imports, configuration, store): "
           f"{startup.seconds:.2f} s, median of {len(startup.runs)}")
     if blocker is not None:
