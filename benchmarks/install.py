@@ -397,7 +397,7 @@ def limit_commands(compression: str, artifact: Path, member_file: Path, where: D
     for block, nocache in DD_VARIANTS:
         suffix = (f" bs={block}" if block != DD_VARIANTS[0][0] else "") + (" (nocache)" if nocache else "")
         if compression == "none":
-            commands[f"dd{suffix}"] = copy_command(artifact, where, target, block, nocache)
+            commands[f"dd{suffix}"] = ["sh", "-c", copy_dd(artifact, where, target, block, nocache)]
             continue
         tool = decompressor(compression)
         commands[f"{tool} -dc + dd{suffix}"] = [
@@ -421,12 +421,12 @@ def image_dd(where: DataMember, target: str, block: str, nocache: bool) -> str:
             f"skip={where.image_offset} count={where.image_size}{oflag} conv=fsync,notrunc status=none")
 
 
-def copy_command(artifact: Path, where: DataMember, target: str, block: str, nocache: bool) -> list[str]:
+def copy_dd(artifact: Path, where: DataMember, target: str, block: str, nocache: bool) -> str:
     """``dd`` copying the image bytes out of an uncompressed Artifact into ``target``, then fsync."""
     oflag = " oflag=nocache" if nocache else ""
-    return ["sh", "-c", f"dd if={artifact} of={target} bs={block} iflag=skip_bytes,count_bytes"
+    return (f"dd if={artifact} of={target} bs={block} iflag=skip_bytes,count_bytes"
             f" skip={where.offset + where.image_offset} count={where.image_size}{oflag}"
-            " conv=fsync,notrunc status=none"]
+            " conv=fsync,notrunc status=none")
 
 
 def verified_command(compression: str, artifact: Path, member_file: Path, where: DataMember, target: str,
@@ -436,14 +436,16 @@ def verified_command(compression: str, artifact: Path, member_file: Path, where:
 
     ``none``: the 1 MiB ``dd oflag=nocache`` copy, and ``openssl dgst -sha256`` of the same bytes
     (the image file, in the page cache) running beside it. Compressed: the decompressor's output
-    goes through ``tee`` to ``openssl dgst -sha256`` and to the 1 MiB ``dd oflag=nocache``.
+    goes through ``tee -p`` to ``openssl dgst -sha256`` and to the 1 MiB ``dd oflag=nocache``
+    (``-p`` because that ``dd`` stops at the end of the image and leaves the tar's end unread,
+    which must not fail the command).
     """
     if compression == "none":
-        copy = copy_command(artifact, where, target, "1M", True)[2]
+        copy = copy_dd(artifact, where, target, "1M", True)
         return ["sh", "-c", f'"$1" dgst -sha256 "$2" >/dev/null & hashing=$!; {copy} && wait "$hashing"',
                 "copy-and-hash", openssl, str(image)]
     return ["bash", "-c", f'set -o pipefail; {decompressor(compression)} -dc {member_file}'
-            f' | tee >("$1" dgst -sha256 >/dev/null) | {image_dd(where, target, "1M", True)}; status=$?;'
+            f' | tee -p >("$1" dgst -sha256 >/dev/null) | {image_dd(where, target, "1M", True)}; status=$?;'
             ' wait $! && exit $status', "decompress-hash-write", openssl]
 
 
