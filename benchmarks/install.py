@@ -389,9 +389,10 @@ def limit_commands(compression: str, artifact: Path, member_file: Path, where: D
                    target: str) -> dict[str, list[str]]:
     """Candidate commands for the limit: name -> command (the fastest of them counts).
 
-    Each decompressor is tried with a plain ``dd`` and with ``dd oflag=nocache``, which starts
-    writing back (and drops) what it wrote after every block, so the disk works during the
-    decompression rather than only at the final fsync: the same thing pymender does.
+    Each decompressor is tried with the :data:`DD_VARIANTS`: a plain ``dd``, and ``dd
+    oflag=nocache``, which starts writing back (and drops) what it wrote after every block, so
+    the disk works during the decompression rather than only at the final fsync (the same thing
+    pymender does), with 4 MiB and with 1 MiB blocks.
     """
     commands = {}
     for block, nocache in DD_VARIANTS:
