@@ -49,6 +49,7 @@ import hashlib
 import os
 import platform
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -325,13 +326,19 @@ def side_by_side(ours: tuple[list[str], Path | None], peer: tuple[list[str], Pat
     return summary(mine), summary(theirs) if theirs else None
 
 
+def with_sha256_beside(openssl: str, path: Path, command: str) -> list[str]:
+    """The shell ``command`` with ``openssl dgst -sha256`` of ``path`` running beside it (the
+    fastest SHA-256 on the machine); fails when either fails."""
+    return ["sh", "-c", f'"$1" dgst -sha256 "$2" >/dev/null & hashing=$!; {command} && wait "$hashing"',
+            "with-sha256", openssl, str(path)]
+
+
 def same_job_zstd(zstd: str, openssl: str, image: Path, out: Path) -> list[str]:
     """The work of a zstd ``write`` with native tools: compress on all cores, the image's SHA-256
-    on the side (both read the image from the page cache), then make the output durable. Fails
-    when any of them fails."""
-    return ["sh", "-c", '"$1" dgst -sha256 "$3" >/dev/null & hashing=$!; '
-            f'"$2" -q -f -T0 -{ZSTD_LEVEL} "$3" -o "$4" && sync "$4" && wait "$hashing"',
-            "same-job", openssl, zstd, str(image), str(out)]
+    on the side (both read the image from the page cache), then make the output durable."""
+    image_arg, out_arg = shlex.quote(str(image)), shlex.quote(str(out))
+    return with_sha256_beside(openssl, image, f"{shlex.quote(zstd)} -q -f -T0 -{ZSTD_LEVEL} {image_arg} "
+                                              f"-o {out_arg} && sync {out_arg}")
 
 
 def warm_up(tool: str, work: Path) -> None:

@@ -442,9 +442,7 @@ def verified_command(compression: str, artifact: Path, member_file: Path, where:
     which must not fail the command).
     """
     if compression == "none":
-        copy = copy_dd(artifact, where, target, "1M", True)
-        return ["sh", "-c", f'"$1" dgst -sha256 "$2" >/dev/null & hashing=$!; {copy} && wait "$hashing"',
-                "copy-and-hash", openssl, str(image)]
+        return artifact_bench.with_sha256_beside(openssl, image, copy_dd(artifact, where, target, "1M", True))
     return ["bash", "-c", f'set -o pipefail; {decompressor(compression)} -dc {member_file}'
             f' | tee -p >("$1" dgst -sha256 >/dev/null) | {image_dd(where, target, "1M", True)}; status=$?;'
             ' wait $! && exit $status', "decompress-hash-write", openssl]
