@@ -28,7 +28,6 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
-
 def read_bounded(reader: Any, chunk: int) -> bytes:
     """Everything ``reader.read(chunk)`` returns until it is empty, checking that no call
     returns more than ``chunk`` bytes (the readers' promise against decompression bombs)."""
