@@ -1,24 +1,32 @@
 """Making the boot (FAT) and data (ext4) filesystems, and recognising filesystems for ``show``.
 
 Both are made as regular files, without root and without loop devices: ``mkfs.vfat`` plus
-``mcopy`` (mtools) for FAT, ``mkfs.ext4 -d`` for ext4. Ids and timestamps are fixed so the same
-inputs give the same bytes, and ext4 gets a feature set pinned here rather than the build host's
+mtools for FAT, ``mkfs.ext4 -d`` for ext4. Ids and timestamps are fixed so the same inputs give
+the same bytes, and ext4 gets a feature set pinned here rather than the build host's
 ``mke2fs.conf``, so an image does not change (or stop mounting on an older device kernel)
 because the host's defaults changed.
+
+A FAT filesystem depends only on the names and contents of the boot files and on
+``SOURCE_DATE_EPOCH``: every directory entry carries that time (FAT stores local time, so
+mtools runs with ``TZ=UTC``), and each directory is filled in name order by one ``mcopy`` call
+from a staged copy, so neither the files' own times nor the order in which the build host's
+filesystem lists a directory reach the image.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import struct
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pymender.errors import ImageLayoutError, ToolError
+from pymender.errors import ImageLayoutError, InputError, ToolError
 from pymender.image.layout import BOOT_SIZE, DATA_SIZE, raise_hint
 
 BOOT_LABEL = "BOOT"
@@ -41,6 +49,7 @@ _MKE2FS_CONF = """\
 _PACKAGES = {
     "mkfs.vfat": "dosfstools",
     "mcopy": "mtools",
+    "mlabel": "mtools",
     "mkfs.ext4": "e2fsprogs",
 }
 
@@ -54,6 +63,30 @@ def source_date_epoch() -> int:
     """Timestamp written into filesystem metadata: ``SOURCE_DATE_EPOCH`` or :data:`DEFAULT_EPOCH`."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_EPOCH
+
+
+FAT_EARLIEST = 315532800
+"""1980-01-01 00:00:00 UTC: the earliest time a FAT directory entry can hold."""
+FAT_LATEST = 4354819198
+"""2107-12-31 23:59:58 UTC: the latest one."""
+
+
+def fat_time() -> int:
+    """The time of every FAT directory entry: :func:`source_date_epoch`, clamped to FAT's range."""
+    return min(max(source_date_epoch(), FAT_EARLIEST), FAT_LATEST)
+
+
+def _mtools_env(epoch: int) -> dict[str, str]:
+    return {
+        "MTOOLSRC": os.devnull,
+        "MTOOLS_SKIP_CHECK": "1",
+        # FAT stores local time: UTC makes the bytes independent of the build host's zone.
+        "TZ": "UTC",
+        # mtools' "now" (the volume label, and anything not copied with -m).
+        "SOURCE_DATE_EPOCH": str(epoch),
+        # Long names are converted from the locale's character set: UTF-8, on any host.
+        "LC_ALL": "C.UTF-8",
+    }
 
 
 def _program(name: str) -> str:
@@ -103,24 +136,19 @@ def make_fat(
     volume_id: int,
     label: str = BOOT_LABEL,
 ) -> None:
-    """Make a FAT filesystem of ``size`` bytes at ``path`` holding the files of ``source_dir``."""
+    """Make a FAT filesystem of ``size`` bytes at ``path`` holding the files of ``source_dir``.
+
+    The bytes depend only on the arguments, the names and contents of the files, and
+    ``SOURCE_DATE_EPOCH`` (see the module docstring).
+    """
     _create(path, size)
-    _run(
-        [
-            _program("mkfs.vfat"),
-            "--invariant",
-            "-i",
-            f"{volume_id & 0xFFFFFFFF:08X}",
-            "-n",
-            label,
-            str(path),
-        ],
-        {},
-    )
+    env = _mtools_env(fat_time())
+    volume = f"{volume_id & 0xFFFFFFFF:08X}"
+    _run([_program("mkfs.vfat"), "--invariant", "-i", volume, str(path)], {})
+    # mlabel rather than mkfs.vfat -n: mkfs.vfat dates the label entry with a fixed time of its
+    # own, mlabel with SOURCE_DATE_EPOCH like every other entry.
+    _run([_program("mlabel"), "-i", str(path), f"::{label}"], env)
     if source_dir is None:
-        return
-    names = sorted(str(child) for child in source_dir.iterdir())
-    if not names:
         return
 
     def full(detail: str) -> ImageLayoutError:
@@ -130,11 +158,83 @@ def make_fat(
             hint=raise_hint(BOOT_SIZE),
         )
 
-    _run(
-        [_program("mcopy"), "-i", str(path), "-s", "-m", "-Q", "-D", "o", *names, "::/"],
-        {"MTOOLSRC": os.devnull, "MTOOLS_SKIP_CHECK": "1"},
-        full=full,
-    )
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.stage.") as stage:
+        _FatFiller(path, Path(stage), env, full).fill(source_dir, "", frozenset())
+
+
+class _FatFiller:
+    """Copies a directory tree into a FAT image one directory at a time, in name order.
+
+    For each directory, its files (copied) and subdirectories (empty) are staged with the
+    entry time, then one ``mcopy -s -m`` puts them all into the matching FAT directory; the
+    subdirectories follow, each in the same way.
+    """
+
+    def __init__(
+        self, image: Path, stage: Path, env: dict[str, str], full: Callable[[str], ImageLayoutError]
+    ) -> None:
+        self.image = image
+        self.stage = stage
+        self.env = env
+        self.full = full
+        self.epoch = int(env["SOURCE_DATE_EPOCH"])
+        self.mcopy = _program("mcopy")
+
+    def fill(self, directory: Path, fat_path: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        info = directory.stat()
+        here = ancestors | {(info.st_dev, info.st_ino)}
+        if len(here) == len(ancestors):
+            raise InputError(f"boot directory {directory} links back to a directory that holds it")
+        children = _sorted_children(directory)
+        if not children:
+            return
+        level = self.stage / "level"
+        level.mkdir()
+        staged = [self._stage(child, level / child.name) for child in children]
+        _run(
+            [self.mcopy, "-i", str(self.image), "-s", "-m", "-Q", "-D", "o", *staged,
+             f"::{fat_path}/"],
+            self.env,
+            full=self.full,
+        )
+        shutil.rmtree(level)
+        for child in children:
+            if child.is_dir():
+                self.fill(child, f"{fat_path}/{child.name}", here)
+
+    def _stage(self, source: Path, staged: Path) -> str:
+        if source.is_dir():
+            staged.mkdir()
+        else:
+            _copy_content(source, staged)
+        os.utime(staged, (self.epoch, self.epoch))
+        return str(staged)
+
+
+def _sorted_children(directory: Path) -> list[Path]:
+    """The entries of ``directory`` in name order; only files and directories (links followed)."""
+    try:
+        children = sorted(directory.iterdir(), key=lambda child: child.name)
+    except PermissionError:
+        raise InputError(f"boot directory {directory} cannot be read (permission denied)") from None
+    for child in children:
+        try:
+            mode = child.stat().st_mode
+        except FileNotFoundError:
+            raise InputError(f"boot file {child} is a link to nothing") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InputError(
+                f"boot file {child} is neither a regular file nor a directory",
+                hint="a FAT filesystem holds only files and directories; remove it from the tree",
+            )
+    return children
+
+
+def _copy_content(source: Path, target: Path) -> None:
+    try:
+        shutil.copyfile(source, target)
+    except PermissionError:
+        raise InputError(f"boot file {source} cannot be read (permission denied)") from None
 
 
 def make_ext4(

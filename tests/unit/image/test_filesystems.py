@@ -1,15 +1,25 @@
 from __future__ import annotations
 
+import calendar
+import os
 import shutil
 import struct
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helpers import require_tool
-from pymender.errors import ImageLayoutError, ToolError
-from pymender.image.filesystems import DEFAULT_EPOCH, make_ext4, make_fat, probe_filesystem, source_date_epoch
+from pymender.errors import ImageLayoutError, InputError, ToolError
+from pymender.image.filesystems import (
+    DEFAULT_EPOCH,
+    FAT_EARLIEST,
+    make_ext4,
+    make_fat,
+    probe_filesystem,
+    source_date_epoch,
+)
 
 MIB = 1024 * 1024
 FS_UUID = uuid.UUID("0b9c7a70-3b53-4f0e-a1d5-2a2e7a8b1c11")
@@ -91,6 +101,155 @@ def test_fat_is_reproducible(tmp_path: Path, boot_dir: Path) -> None:
     make_fat(tmp_path / "a", 8 * MIB, boot_dir, volume_id=1)
     make_fat(tmp_path / "b", 8 * MIB, boot_dir, volume_id=1)
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+# --- Reproducible FAT: names, contents and SOURCE_DATE_EPOCH, nothing else -----------------
+
+
+def fat_datetime(date: int, clock: int) -> int:
+    """Seconds since 1970 of a FAT date and time field pair, read as UTC."""
+    parts = ((date >> 9) + 1980, (date >> 5) & 15, date & 31, clock >> 11, (clock >> 5) & 63)
+    return calendar.timegm((*parts, (clock & 31) * 2, 0, 0, 0))
+
+
+def fat_entries(image: bytes) -> list[tuple[str, int, bytes]]:
+    """``(path, attributes, 32-byte entry)`` of every short entry of a FAT12/16 image, in order.
+
+    Enough of FAT for these tests: the fixed root directory, and subdirectories followed
+    through their cluster chains. Long-name entries (attribute 0x0F) are left out.
+    """
+    bps, spc, reserved, fats, root_entries, _, _, fat_sectors = struct.unpack_from(
+        "<HBHBHHBH", image, 11
+    )
+    bits = 12 if image[0x36:0x3B] == b"FAT12" else 16
+    fat = image[reserved * bps : (reserved + fat_sectors) * bps]
+    root = (reserved + fats * fat_sectors) * bps
+    data = root + root_entries * 32
+    cluster_size = spc * bps
+
+    def chain(cluster: int) -> bytes:
+        out = b""
+        while 2 <= cluster < (0xFF8 if bits == 12 else 0xFFF8):
+            start = data + (cluster - 2) * cluster_size
+            out += image[start : start + cluster_size]
+            if bits == 16:
+                cluster = struct.unpack_from("<H", fat, 2 * cluster)[0]
+            else:
+                pair = struct.unpack_from("<H", fat, cluster * 3 // 2)[0]
+                cluster = pair >> 4 if cluster & 1 else pair & 0xFFF
+        return out
+
+    found: list[tuple[str, int, bytes]] = []
+
+    def walk(table: bytes, prefix: str) -> None:
+        for at in range(0, len(table), 32):
+            entry = table[at : at + 32]
+            if entry[0] == 0:
+                return
+            if entry[0] == 0xE5 or entry[11] == 0x0F:
+                continue
+            base, ext = entry[:8].decode("cp850").rstrip(), entry[8:11].decode("cp850").rstrip()
+            name = f"{base}.{ext}" if ext else base
+            found.append((prefix + name, entry[11], entry))
+            if entry[11] & 0x18 == 0x10 and name not in (".", ".."):
+                walk(chain(struct.unpack_from("<H", entry, 26)[0]), f"{prefix}{name}/")
+
+    walk(image[root:data], "/")
+    return found
+
+
+def entry_times(entry: bytes) -> tuple[int, int, int]:
+    """(creation, last access, last write) of a directory entry, as seconds since 1970 UTC."""
+    create_time, create_date, access_date, _, write_time, write_date = struct.unpack_from(
+        "<HHHHHH", entry, 14
+    )
+    return (
+        fat_datetime(create_date, create_time),
+        fat_datetime(access_date, 0),
+        fat_datetime(write_date, write_time),
+    )
+
+
+def boot_tree(root: Path, order: list[str], mtime: int) -> Path:
+    """Boot files created in ``order`` (readdir order follows it on many filesystems)."""
+    (root / "EFI" / "BOOT").mkdir(parents=True)
+    for name in order:
+        (root / "EFI" / "BOOT" / name).write_bytes(name.encode() * 100)
+    (root / "grub.cfg").write_text("set timeout=0\n")
+    (root / "grüße.txt").write_text("non-ASCII names are decoded as UTF-8\n")
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (mtime, mtime))
+    return root
+
+
+def test_fat_depends_only_on_names_contents_and_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_tool("mkfs.vfat")
+    require_tool("mcopy")
+    epoch = 1_700_000_000  # 2023-11-14 22:13:20 UTC: even, since FAT counts in 2 s steps
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(epoch))
+    names = ["BOOTX64.EFI", "grubx64.efi", "mmx64.efi", "a-long-file-name.conf"]
+    first = boot_tree(tmp_path / "one", names, 1_600_000_001)
+    second = boot_tree(tmp_path / "two", names[::-1], 1_234_567_890)
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    make_fat(tmp_path / "a", 8 * MIB, first, volume_id=1)
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    monkeypatch.setenv("LC_ALL", "C")
+    make_fat(tmp_path / "b", 8 * MIB, second, volume_id=1)
+    image = (tmp_path / "a").read_bytes()
+    assert image == (tmp_path / "b").read_bytes()
+    entries = fat_entries(image)
+    assert [path for path, _, _ in entries] == [
+        "/BOOT",  # the volume label
+        "/EFI",
+        "/EFI/.",
+        "/EFI/..",
+        "/EFI/BOOT",
+        "/EFI/BOOT/.",
+        "/EFI/BOOT/..",
+        # Name order (code points: capitals first), whatever order the files were made in.
+        "/EFI/BOOT/BOOTX64.EFI",
+        "/EFI/BOOT/A-LONG~1.CON",
+        "/EFI/BOOT/GRUBX64.EFI",
+        "/EFI/BOOT/MMX64.EFI",
+        "/GRUB.CFG",
+        "/GRÜßE.TXT",  # grüße.txt, read as UTF-8 (not as bytes) even under LC_ALL=C
+    ]
+    for path, _, entry in entries:
+        assert entry_times(entry) == (epoch, epoch - epoch % 86400, epoch), path
+
+
+def test_fat_times_outside_what_fat_can_hold_are_clamped(
+    tmp_path: Path, boot_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_tool("mkfs.vfat")
+    require_tool("mcopy")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "100000000")  # 1973: before FAT's 1980
+    make_fat(tmp_path / "f", 8 * MIB, boot_dir, volume_id=1)
+    times = {entry_times(entry) for _, _, entry in fat_entries((tmp_path / "f").read_bytes())}
+    assert times == {(FAT_EARLIEST, FAT_EARLIEST, FAT_EARLIEST)}
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda root: os.mkfifo(root / "fifo"), "is neither a regular file nor a directory"),
+        (lambda root: (root / "dangling").symlink_to("nowhere"), "is a link to nothing"),
+        (lambda root: (root / "sub").symlink_to(".."), "links back to a directory that holds it"),
+    ],
+)
+def test_boot_trees_fat_cannot_hold_are_refused(
+    tmp_path: Path, boot_dir: Path, make: Callable[[Path], None], fragment: str
+) -> None:
+    require_tool("mkfs.vfat")
+    require_tool("mcopy")
+    make(boot_dir / "EFI")
+    with pytest.raises(InputError) as caught:
+        make_fat(tmp_path / "f", 8 * MIB, boot_dir, volume_id=1)
+    assert fragment in caught.value.one_line()
+    assert [p.name for p in tmp_path.iterdir() if ".stage." in p.name] == []
 
 
 def test_boot_files_that_do_not_fit_name_the_boot_size(tmp_path: Path) -> None:
