@@ -9,15 +9,15 @@ a hole of the full size, and only partition tables and filesystem data are writt
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pymender.errors import ImageLayoutError, InputError, OutputError, UsageError
+from pymender.errors import ImageLayoutError, InputError, UsageError
 from pymender.image import gpt, mbr
 from pymender.image.bmap import BmapSummary, write_bmap
 from pymender.image.filesystems import make_ext4, make_fat
 from pymender.image.ids import DEFAULT_DISK_ID
+from pymender.image.inputs import check_dir, check_output, file_size, work_dir
 from pymender.image.layout import (
     BOOT_SIZE,
     DATA_SIZE,
@@ -66,27 +66,6 @@ class BuildResult:
     bmap: BmapSummary | None = None
 
 
-def _file_size(path: Path, what: str) -> int:
-    if not path.exists():
-        raise InputError(f"{what} {path} does not exist")
-    if not path.is_file():
-        raise InputError(f"{what} {path} is not a regular file")
-    try:
-        with open(path, "rb") as file:
-            return os.fstat(file.fileno()).st_size
-    except PermissionError:
-        raise InputError(f"{what} {path} cannot be read (permission denied)") from None
-
-
-def _check_dir(path: Path, what: str) -> None:
-    if not path.exists():
-        raise InputError(f"{what} {path} does not exist")
-    if not path.is_dir():
-        raise InputError(f"{what} {path} is not a directory")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise InputError(f"{what} {path} cannot be read (permission denied)")
-
-
 def _one_of(first: Path | None, second: Path | None, names: str, required: bool) -> None:
     if first is not None and second is not None:
         raise UsageError(f"give either {names}, not both")
@@ -96,7 +75,7 @@ def _one_of(first: Path | None, second: Path | None, names: str, required: bool)
 
 def check_rootfs_fits(layout: DiskLayout, rootfs: Path) -> None:
     """Refuse a rootfs image that is empty or larger than a rootfs partition of ``layout``."""
-    rootfs_size = _file_size(rootfs, "rootfs image")
+    rootfs_size = file_size(rootfs, "rootfs image")
     if rootfs_size == 0:
         raise InputError(f"rootfs image {rootfs} is empty")
     if rootfs_size > layout.rootfs_size:
@@ -120,7 +99,7 @@ def check_spec(spec: ImageSpec) -> DiskLayout:
     ):
         if image is None:
             continue
-        size = _file_size(image, what)
+        size = file_size(image, what)
         room = layout.partition(role).size
         if size > room:
             raise ImageLayoutError(
@@ -129,17 +108,10 @@ def check_spec(spec: ImageSpec) -> DiskLayout:
             )
     for directory, what in ((spec.boot_dir, "boot directory"), (spec.data_dir, "data directory")):
         if directory is not None:
-            _check_dir(directory, what)
-    out_dir = spec.output.parent
-    if not out_dir.is_dir():
-        raise OutputError(f"output directory {out_dir} does not exist")
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {out_dir} is not writable")
-    if spec.output.exists() and not spec.output.is_file():
-        raise OutputError(
-            f"output {spec.output} exists and is not a regular file",
-            hint="write the image to a file, then flash it with 'bmaptool copy IMAGE DEVICE'",
-        )
+            check_dir(directory, what)
+    check_output(
+        spec.output, "write the image to a file, then flash it with 'bmaptool copy IMAGE DEVICE'"
+    )
     for source in (spec.rootfs, spec.boot_image, spec.data_image):
         if source is not None and spec.output.exists() and spec.output.samefile(source):
             raise UsageError(f"output {spec.output} is also an input")
@@ -185,20 +157,12 @@ def _copy_file(path: Path, fd: int, offset: int) -> int:
         os.close(src)
 
 
-def _work_dir(output: Path) -> tempfile.TemporaryDirectory[str]:
-    """A scratch directory beside ``output``, so the finished image is renamed, not copied."""
-    try:
-        return tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.")
-    except OSError as err:
-        raise OutputError(f"cannot write {output}: {err.strerror}") from None
-
-
 def build_image(spec: ImageSpec) -> BuildResult:
     """Build the image described by ``spec``; see the module docstring for the guarantees."""
     layout = check_spec(spec)
     boot = layout.partition(PartitionRole.BOOT)
     data = layout.partition(PartitionRole.DATA)
-    with _work_dir(spec.output) as tmp:
+    with work_dir(spec.output) as tmp:
         work = Path(tmp)
         boot_image = spec.boot_image
         if boot_image is None:
