@@ -3,7 +3,8 @@
 sfdisk and sgdisk read the partition tables, fsck.vfat and e2fsck the filesystems, bmaptool
 flashes with the block map. Expected numbers are worked out here independently of the library:
 with 128 MiB total, 8 MiB boot, 16 MiB data and 4 MiB alignment, each rootfs partition is
-(128 - 8 - 16 - 2 * 4) / 2 = 48 MiB.
+(128 - 8 - 16 - 2 * 4) / 2 = 48 MiB. The images carry raw bootloader files before partition 1,
+as a board's would, so every check also shows that they leave the tables intact.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from helpers import require_tool
 from pymender.image import ImageKind, ImageSpec, SizeRequest, build_image
+from pymender.image.raw import BootloaderFile
 
 pytestmark = pytest.mark.interop
 
@@ -29,6 +31,11 @@ EXPECTED = [(4, 8), (12, 48), (60, 48), (108, 16)]
 EFI_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_GUID = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 FIXED_TIME = 1_600_000_000
+# Raw files: an SPL right after the table (sector 2 behind an MBR, 34 behind a GPT's 0-33),
+# and a U-Boot at 1 MiB that ends exactly where partition 1 starts (4 MiB).
+SPL_SECTOR = {ImageKind.SDIMG: 2, ImageKind.UEFIIMG: 34}
+UBOOT_SECTOR = 2048
+UBOOT_SIZE = 3 * MIB
 
 
 def run(*argv: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
@@ -65,7 +72,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = root / "data"
     (data / "pymender").mkdir(parents=True)
     (data / "pymender" / "device_type").write_text("device_type=qemux86-64\n")
-    return {"rootfs": rootfs, "boot": boot, "data": data, "root": root}
+    spl = root / "spl.bin"
+    spl.write_bytes(os.urandom(30_000))
+    uboot = root / "u-boot.img"
+    uboot.write_bytes(os.urandom(UBOOT_SIZE))
+    return {"rootfs": rootfs, "boot": boot, "data": data, "root": root, "spl": spl, "uboot": uboot}
 
 
 @pytest.fixture(scope="module", params=list(ImageKind), ids=lambda k: k.value)
@@ -80,8 +91,19 @@ def image(request: pytest.FixtureRequest, inputs: dict[str, Path]) -> Path:
         data_dir=inputs["data"],
         disk_id="0x5eed1234",
         bmap=True,
+        bootloaders=(
+            BootloaderFile(inputs["spl"], SPL_SECTOR[kind]),
+            BootloaderFile(inputs["uboot"], UBOOT_SECTOR),
+        ),
     )
     return build_image(spec).output
+
+
+def test_bootloader_files_are_in_place(image: Path, inputs: dict[str, Path]) -> None:
+    kind = ImageKind.SDIMG if image.suffix == ".sdimg" else ImageKind.UEFIIMG
+    run("cmp", "-n", "30000", str(inputs["spl"]), str(image), "0", str(SPL_SECTOR[kind] * 512))
+    run("cmp", "-n", str(UBOOT_SIZE), str(inputs["uboot"]), str(image), "0", str(UBOOT_SECTOR * 512))
+    assert UBOOT_SECTOR * 512 + UBOOT_SIZE == EXPECTED[0][0] * MIB  # it touches partition 1
 
 
 def sfdisk_dump(image: Path) -> tuple[dict[str, str], list[dict[str, str]]]:

@@ -24,11 +24,13 @@ from pymender.image.layout import (
     DEFAULT_DATA_MB,
     DEFAULT_TOTAL_MB,
     MIB,
+    SECTOR,
     DiskLayout,
     ImageKind,
     SizeRequest,
     plan_layout,
 )
+from pymender.image.raw import parse_bootloader
 from pymender.image.show import read_image, render_text
 
 PROG: Final = "pymender-image"
@@ -111,6 +113,21 @@ def _sizes(args: argparse.Namespace) -> SizeRequest:
     )
 
 
+def _add_raw_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("outside the partitions (boards whose ROM or BIOS reads the raw disk)")
+    group.add_argument(
+        "--bootloader",
+        action="append",
+        default=[],
+        metavar="FILE:SECTOR",
+        help="write FILE as it is from 512-byte sector SECTOR of the disk, before partition 1 "
+        "(e.g. SPL or U-Boot at sector 2; the last ':' separates the sector, so FILE may hold "
+        "one); repeat for several files. A file must start after the partition table (sector 1 "
+        "on sdimg, 34 on uefiimg), end before partition 1 (raise --reserved-bootloader-bytes "
+        "for more room) and not overlap another",
+    )
+
+
 def _add_layout_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument(
         "--layout",
@@ -161,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-image", type=Path, metavar="FILE",
                       help="prebuilt data filesystem image copied as it is")
     _add_size_options(build)
+    _add_raw_options(build)
     build.add_argument("-o", "--output", type=Path, required=True, metavar="IMAGE",
                        help="image to write (replaced only once it is complete)")
     build.add_argument("--bmap", action="store_true",
@@ -218,6 +236,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         data_image=args.data_image,
         disk_id=args.disk_id,
         bmap=args.bmap,
+        bootloaders=tuple(parse_bootloader(text) for text in args.bootloader),
     )
     result = build_image(spec)
     if args.json:
@@ -225,6 +244,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         data["output"] = str(result.output)
         data["bytes_written"] = result.bytes_written
         data["bmap"] = str(result.bmap.path) if result.bmap else None
+        data["bootloaders"] = [
+            {"path": str(raw.path), "sector": raw.offset // SECTOR, "offset": raw.offset,
+             "size": raw.size, "end": raw.end}
+            for raw in result.bootloaders
+        ]
         print(json.dumps(data, indent=2))
     elif not args.quiet:
         layout = result.layout
@@ -232,6 +256,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"wrote {result.output}: {layout.kind.value}, {layout.total_size // MIB} MiB, "
             f"disk id {layout.disk_id}, {result.bytes_written} bytes of data"
         )
+        for raw in result.bootloaders:
+            print(f"  bootloader {raw.path}: sectors {raw.sectors} ({raw.size} bytes)")
         for line in _layout_lines(layout):
             print(line)
         if result.bmap:

@@ -16,22 +16,27 @@ from pymender.image.layout import (
     plan_layout,
     rootfs_partition_size,
 )
+from pymender.image.raw import BootloaderFile, RawPlacement, parse_bootloader, place_bootloaders
 from pymender.image.show import ShownImage, read_image
 
 __all__ = [
     "DEFAULT_ALIGNMENT",
+    "BootloaderFile",
     "BuildResult",
     "DiskLayout",
     "ImageKind",
     "ImageSpec",
     "PartitionPlan",
     "PartitionRole",
+    "RawPlacement",
     "ShownImage",
     "SizeRequest",
     "alignment_problems",
     "build_image",
     "check_rootfs_fits",
     "check_spec",
+    "parse_bootloader",
+    "place_bootloaders",
     "plan_layout",
     "read_image",
     "rootfs_partition_size",

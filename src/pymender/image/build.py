@@ -31,6 +31,7 @@ from pymender.image.layout import (
     plan_layout,
     raise_hint,
 )
+from pymender.image.raw import BootloaderFile, RawPlacement, place_bootloaders
 from pymender.image.sparse import copy_sparse, write_at
 
 GPT_NAMES = {
@@ -55,6 +56,8 @@ class ImageSpec:
     data_image: Path | None = None
     disk_id: str = DEFAULT_DISK_ID
     bmap: bool = False
+    bootloaders: tuple[BootloaderFile, ...] = ()
+    """Files written as they are at fixed sectors before partition 1 (SPL, U-Boot)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,15 @@ class BuildResult:
     bytes_written: int
     """Bytes actually written into the image (tables and non-zero data), holes excluded."""
     bmap: BmapSummary | None = None
+    bootloaders: tuple[RawPlacement, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A request that passed every check: the layout and where the raw files go."""
+
+    layout: DiskLayout
+    bootloaders: tuple[RawPlacement, ...]
 
 
 def _one_of(first: Path | None, second: Path | None, names: str, required: bool) -> None:
@@ -89,6 +101,10 @@ def check_rootfs_fits(layout: DiskLayout, rootfs: Path) -> None:
 
 def check_spec(spec: ImageSpec) -> DiskLayout:
     """Validate every input and plan the layout; nothing is written."""
+    return _check(spec).layout
+
+
+def _check(spec: ImageSpec) -> _Checked:
     _one_of(spec.boot_dir, spec.boot_image, "--boot-dir or --boot-image", required=True)
     _one_of(spec.data_dir, spec.data_image, "--data-dir or --data-image", required=False)
     layout = plan_layout(spec.kind, spec.sizes, spec.disk_id)
@@ -112,10 +128,12 @@ def check_spec(spec: ImageSpec) -> DiskLayout:
     check_output(
         spec.output, "write the image to a file, then flash it with 'bmaptool copy IMAGE DEVICE'"
     )
-    for source in (spec.rootfs, spec.boot_image, spec.data_image):
+    bootloaders = tuple(place_bootloaders(layout, spec.bootloaders))
+    sources = [spec.rootfs, spec.boot_image, spec.data_image, *(b.path for b in bootloaders)]
+    for source in sources:
         if source is not None and spec.output.exists() and spec.output.samefile(source):
             raise UsageError(f"output {spec.output} is also an input")
-    return layout
+    return _Checked(layout, bootloaders)
 
 
 def partition_tables(layout: DiskLayout) -> list[tuple[int, bytes]]:
@@ -149,43 +167,66 @@ def partition_tables(layout: DiskLayout) -> list[tuple[int, bytes]]:
     ]
 
 
-def _copy_file(path: Path, fd: int, offset: int) -> int:
+def _copy_file(path: Path, fd: int, offset: int, length: int | None = None) -> int:
+    """Copy ``length`` bytes of ``path`` (all of it by default) to ``offset``; bytes written."""
     src = os.open(path, os.O_RDONLY)
     try:
-        return copy_sparse(src, fd, offset, os.fstat(src).st_size)
+        return copy_sparse(src, fd, offset, os.fstat(src).st_size if length is None else length)
     finally:
         os.close(src)
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """The finished pieces of one image, in the files they are copied from."""
+
+    boot: Path
+    rootfs: Path
+    data: Path
+
+
+def _write_image(path: Path, checked: _Checked, parts: _Parts) -> int:
+    """Write the sparse image to ``path``; returns the bytes written."""
+    layout = checked.layout
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, layout.total_size)
+        written = 0
+        for offset, blob in partition_tables(layout):
+            written += write_at(fd, blob, offset)
+        for raw in checked.bootloaders:
+            written += _copy_file(raw.path, fd, raw.offset, raw.size)
+        written += _copy_file(parts.boot, fd, layout.partition(PartitionRole.BOOT).start)
+        written += _copy_file(parts.rootfs, fd, layout.partition(PartitionRole.ROOTFS_A).start)
+        written += _copy_file(parts.data, fd, layout.partition(PartitionRole.DATA).start)
+    finally:
+        os.close(fd)
+    return written
+
+
+def _make_filesystems(spec: ImageSpec, layout: DiskLayout, work: Path) -> _Parts:
+    """The boot and data filesystems: the given images, or new ones made in ``work``."""
+    boot_image = spec.boot_image
+    if boot_image is None:
+        boot_image = work / "boot.vfat"
+        boot = layout.partition(PartitionRole.BOOT)
+        make_fat(boot_image, boot.size, spec.boot_dir, volume_id=layout.ids.boot_volume_id)
+    data_image = spec.data_image
+    if data_image is None:
+        data_image = work / "data.ext4"
+        data = layout.partition(PartitionRole.DATA)
+        make_ext4(data_image, data.size, spec.data_dir, fs_uuid=layout.ids.data_fs_uuid, work_dir=work)
+    return _Parts(boot_image, spec.rootfs, data_image)
+
+
 def build_image(spec: ImageSpec) -> BuildResult:
     """Build the image described by ``spec``; see the module docstring for the guarantees."""
-    layout = check_spec(spec)
-    boot = layout.partition(PartitionRole.BOOT)
-    data = layout.partition(PartitionRole.DATA)
+    checked = _check(spec)
     with work_dir(spec.output) as tmp:
         work = Path(tmp)
-        boot_image = spec.boot_image
-        if boot_image is None:
-            boot_image = work / "boot.vfat"
-            make_fat(boot_image, boot.size, spec.boot_dir, volume_id=layout.ids.boot_volume_id)
-        data_image = spec.data_image
-        if data_image is None:
-            data_image = work / "data.ext4"
-            make_ext4(
-                data_image, data.size, spec.data_dir, fs_uuid=layout.ids.data_fs_uuid, work_dir=work
-            )
+        parts = _make_filesystems(spec, checked.layout, work)
         partial = work / "image"
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.ftruncate(fd, layout.total_size)
-            written = 0
-            for offset, blob in partition_tables(layout):
-                written += write_at(fd, blob, offset)
-            written += _copy_file(boot_image, fd, boot.start)
-            written += _copy_file(spec.rootfs, fd, layout.partition(PartitionRole.ROOTFS_A).start)
-            written += _copy_file(data_image, fd, data.start)
-        finally:
-            os.close(fd)
+        written = _write_image(partial, checked, parts)
         bmap_path = spec.output.with_name(spec.output.name + ".bmap")
         summary = None
         if spec.bmap:
@@ -197,4 +238,4 @@ def build_image(spec: ImageSpec) -> BuildResult:
         elif bmap_path.exists():
             # bmaptool picks up IMAGE.bmap by itself: a stale one would flash the wrong blocks.
             bmap_path.unlink()
-    return BuildResult(layout, spec.output, written, summary)
+    return BuildResult(checked.layout, spec.output, written, summary, checked.bootloaders)

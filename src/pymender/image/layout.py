@@ -58,10 +58,11 @@ class PartitionRole(str, Enum):
 TOTAL_SIZE = ("--total-size-mb", "PYMENDER_STORAGE_TOTAL_SIZE_MB")
 BOOT_SIZE = ("--boot-size-mb", "PYMENDER_BOOT_PART_SIZE_MB")
 DATA_SIZE = ("--data-size-mb", "PYMENDER_DATA_PART_SIZE_MB")
+RESERVED_SIZE = ("--reserved-bootloader-bytes", "PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA")
 
 
 def raise_hint(size: tuple[str, str], at_least: int | None = None) -> str:
-    """``raise --x-mb [to at least N]; PYMENDER_X_MB in the Yocto layer``: names both spellings."""
+    """``raise --x [to at least N]; PYMENDER_X in the Yocto layer``: names both spellings."""
     option, variable = size
     target = f" to at least {at_least}" if at_least is not None else ""
     return f"raise {option}{target}; {variable} in the Yocto layer"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pymender.errors import ImageLayoutError, InputError, OutputError, UsageErro
 from pymender.image import gpt, mbr
 from pymender.image.build import ImageSpec, build_image, check_spec
 from pymender.image.layout import ImageKind, PartitionRole, SizeRequest, alignment_problems
+from pymender.image.raw import BootloaderFile
 from pymender.image.show import read_image
 from pymender.image.sparse import data_ranges
 
@@ -33,6 +35,11 @@ def spec(tmp_path: Path, rootfs: Path, boot_dir: Path | None, **changes: object)
         boot_dir=boot_dir,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def nonzero(size: int, seed: int) -> bytes:
+    """Bytes that are never zero, so every one of them must be written."""
+    return bytes((i * 7 + seed) % 251 + 1 for i in range(size))
 
 
 def partition_bytes(image: Path, start: int, size: int) -> bytes:
@@ -180,6 +187,41 @@ def test_default_alignment_on_a_sparse_gigabyte(tmp_path: Path, rootfs: Path, bo
     assert result.output.stat().st_blocks * 512 < 32 * MIB
 
 
+@pytest.mark.parametrize(("kind", "sector"), [(ImageKind.SDIMG, 2), (ImageKind.UEFIIMG, 34)])
+def test_bootloader_files_are_written_counted_and_mapped(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, kind: ImageKind, sector: int
+) -> None:
+    spl = tmp_path / "spl.bin"
+    spl.write_bytes(nonzero(5000, 11))
+    uboot = tmp_path / "u-boot.img"
+    uboot.write_bytes(nonzero(300 * 1024, 13))
+    plain = build_image(spec(tmp_path, rootfs, boot_dir, kind=kind, output=tmp_path / "plain"))
+    result = build_image(
+        spec(
+            tmp_path, rootfs, boot_dir, kind=kind, bmap=True,
+            bootloaders=(BootloaderFile(uboot, 1024), BootloaderFile(spl, sector)),
+        )
+    )
+    image = result.output.read_bytes()
+    assert image[sector * 512 : sector * 512 + 5000] == spl.read_bytes()
+    assert image[1024 * 512 : 1024 * 512 + 300 * 1024] == uboot.read_bytes()
+    # Nothing else changed: the tables, the partitions and the gaps are those of a plain build.
+    others = bytearray(image)
+    others[sector * 512 : sector * 512 + 5000] = bytes(5000)
+    others[1024 * 512 : 1024 * 512 + 300 * 1024] = bytes(300 * 1024)
+    assert others == plain.output.read_bytes()
+    assert result.bytes_written == plain.bytes_written + 5000 + 300 * 1024
+    assert [(b.path, b.offset, b.size) for b in result.bootloaders] == [
+        (spl, sector * 512, 5000),
+        (uboot, 1024 * 512, 300 * 1024),
+    ]
+    assert result.bmap is not None
+    ranges = re.findall(r"> (\d+)(?:-(\d+))? </Range>", result.bmap.path.read_text())
+    mapped = {block for first, last in ranges for block in range(int(first), int(last or first) + 1)}
+    for raw in result.bootloaders:
+        assert set(range(raw.offset // 4096, (raw.end - 1) // 4096 + 1)) <= mapped
+
+
 # --- Bad input: refused before anything is written ----------------------------------------
 
 
@@ -215,6 +257,14 @@ def test_rootfs_too_large_names_total_and_minimum(tmp_path: Path, boot_dir: Path
         ({"output": Path("/nonexistent/dir/out.img")}, OutputError, "does not exist"),
         ({"output": Path("/dev/null")}, OutputError, "is not a regular file"),
         ({"disk_id": ""}, UsageError, "disk id"),
+        ({"bootloaders": (BootloaderFile(Path("nowhere.bin"), 2),)}, InputError,
+         "bootloader file nowhere.bin does not exist"),
+        ({"bootloaders": (BootloaderFile(Path(__file__), 0),)}, ImageLayoutError,
+         "inside the MBR (sector 0)"),
+        ({"bootloaders": (BootloaderFile(Path(__file__), 2040),)}, ImageLayoutError,
+         "past the start of partition 1 at byte 1048576"),
+        ({"bootloaders": (BootloaderFile(Path(__file__), 2), BootloaderFile(Path(__file__), 3))},
+         ImageLayoutError, "overlap"),
     ],
 )
 def test_bad_input_is_refused(
@@ -256,6 +306,11 @@ def test_prebuilt_images_too_large_name_their_size(tmp_path: Path, rootfs: Path)
 def test_output_that_is_an_input_is_refused(tmp_path: Path, rootfs: Path, boot_dir: Path) -> None:
     with pytest.raises(UsageError, match="also an input"):
         build_image(spec(tmp_path, rootfs, boot_dir, output=rootfs))
+    spl = tmp_path / "spl.bin"
+    spl.write_bytes(b"SPL")
+    with pytest.raises(UsageError, match="also an input"):
+        build_image(spec(tmp_path, rootfs, boot_dir, output=spl, bootloaders=(BootloaderFile(spl, 2),)))
+    assert spl.read_bytes() == b"SPL"
 
 
 def test_failed_build_keeps_the_old_output(

@@ -75,6 +75,10 @@ def test_rootfs_size_checks_a_rootfs(tmp_path: Path, capsys: pytest.CaptureFixtu
           "--boot-image", "b"], 2, "not allowed with argument"),
         (["build", "--layout", "sdimg", "--rootfs", "/nonexistent/r", "-o", "x", "--boot-dir", "."],
          3, "rootfs image /nonexistent/r does not exist"),
+        (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x", "--boot-dir", ".",
+          "--bootloader", "u-boot.bin"], 2, "--bootloader 'u-boot.bin' is not FILE:SECTOR"),
+        (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x", "--boot-dir", ".",
+          "--bootloader", "u-boot.bin:two"], 2, "'two' is not a sector number"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_code(
@@ -122,6 +126,38 @@ def test_build_and_show(
     data = json.loads(out)
     assert data["bmap"] == f"{out_image}.bmap" and data["bytes_written"] > 3 * MIB
     assert cli(["build", *argv[1:], "-q"], capsys) == (0, "", "")
+
+
+def test_build_with_bootloader_files(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for tool in ("mkfs.vfat", "mcopy", "mkfs.ext4"):
+        require_tool(tool)
+    deploy = tmp_path / "deploy:2024"  # a colon in the path: the sector follows the last one
+    deploy.mkdir()
+    (deploy / "spl.bin").write_bytes(b"\x11" * 1500)
+    (deploy / "u-boot.img").write_bytes(b"\x22" * 4096)
+    image = tmp_path / "board.sdimg"
+    argv = ["build", "--layout", "sdimg", "--rootfs", str(rootfs), "--boot-dir", str(boot_dir),
+            *SMALL, "-o", str(image), "--bootloader", f"{deploy}/u-boot.img:80",
+            "--bootloader", f"{deploy}/spl.bin:2"]
+    code, out, err = cli(argv, capsys)
+    assert (code, err) == (0, "")
+    assert f"  bootloader {deploy}/spl.bin: sectors 2-4 (1500 bytes)\n" in out
+    assert f"  bootloader {deploy}/u-boot.img: sectors 80-87 (4096 bytes)\n" in out
+    content = image.read_bytes()
+    assert content[1024 : 1024 + 1500] == b"\x11" * 1500
+    assert content[80 * 512 : 88 * 512] == b"\x22" * 4096
+    code, out, _ = cli([*argv, "--json"], capsys)
+    assert json.loads(out)["bootloaders"] == [
+        {"path": f"{deploy}/spl.bin", "sector": 2, "offset": 1024, "size": 1500, "end": 2524},
+        {"path": f"{deploy}/u-boot.img", "sector": 80, "offset": 40960, "size": 4096, "end": 45056},
+    ]
+    code, out, err = cli([*argv, "--bootloader", f"{deploy}/u-boot.img:2041"], capsys)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert "past the start of partition 1" in err
+    assert "raise --reserved-bootloader-bytes to at least 1048576;" in err
 
 
 def test_console_script_runs() -> None:
