@@ -28,6 +28,17 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_file(path: Path, package: str) -> Path:
+    """``path``, a data file that Debian package ``package`` installs; skip or fail like
+    :func:`require_tool` when it is absent."""
+    if path.is_file():
+        return path
+    message = f"{path} is not installed (the {package} package; ci/install-deps installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def read_bounded(reader: Any, chunk: int) -> bytes:
     """Everything ``reader.read(chunk)`` returns until it is empty, checking that no call
     returns more than ``chunk`` bytes (the readers' promise against decompression bombs)."""

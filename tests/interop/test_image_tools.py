@@ -3,8 +3,9 @@
 sfdisk and sgdisk read the partition tables, fsck.vfat and e2fsck the filesystems, bmaptool
 flashes with the block map. Expected numbers are worked out here independently of the library:
 with 128 MiB total, 8 MiB boot, 16 MiB data and 4 MiB alignment, each rootfs partition is
-(128 - 8 - 16 - 2 * 4) / 2 = 48 MiB. The images carry raw bootloader files before partition 1,
-as a board's would, so every check also shows that they leave the tables intact.
+(128 - 8 - 16 - 2 * 4) / 2 = 48 MiB. The images carry MBR boot code and raw bootloader files
+before partition 1, as a board's would, so every check also shows that they leave the tables
+intact.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import require_tool
+from helpers import require_file, require_tool
 from pymender.image import ImageKind, ImageSpec, SizeRequest, build_image
 from pymender.image.raw import BootloaderFile
 
@@ -76,7 +77,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     spl.write_bytes(os.urandom(30_000))
     uboot = root / "u-boot.img"
     uboot.write_bytes(os.urandom(UBOOT_SIZE))
-    return {"rootfs": rootfs, "boot": boot, "data": data, "root": root, "spl": spl, "uboot": uboot}
+    # A whole sector of boot code, "disk signature" and "partition table" included: only its
+    # first 440 bytes may reach the image.
+    boot_code = root / "boot-code.bin"
+    boot_code.write_bytes(os.urandom(510) + b"\x55\xaa")
+    return {
+        "rootfs": rootfs, "boot": boot, "data": data, "root": root, "spl": spl, "uboot": uboot,
+        "boot_code": boot_code,
+    }
 
 
 @pytest.fixture(scope="module", params=list(ImageKind), ids=lambda k: k.value)
@@ -95,6 +103,7 @@ def image(request: pytest.FixtureRequest, inputs: dict[str, Path]) -> Path:
             BootloaderFile(inputs["spl"], SPL_SECTOR[kind]),
             BootloaderFile(inputs["uboot"], UBOOT_SECTOR),
         ),
+        mbr_boot_code=inputs["boot_code"],
     )
     return build_image(spec).output
 
@@ -104,6 +113,32 @@ def test_bootloader_files_are_in_place(image: Path, inputs: dict[str, Path]) -> 
     run("cmp", "-n", "30000", str(inputs["spl"]), str(image), "0", str(SPL_SECTOR[kind] * 512))
     run("cmp", "-n", str(UBOOT_SIZE), str(inputs["uboot"]), str(image), "0", str(UBOOT_SECTOR * 512))
     assert UBOOT_SECTOR * 512 + UBOOT_SIZE == EXPECTED[0][0] * MIB  # it touches partition 1
+    run("cmp", "-n", "440", str(inputs["boot_code"]), str(image))
+
+
+def test_grub_bios_boot_code_and_core_image(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """GRUB for a PC BIOS as the Boards section of docs/pymender-image.md puts it on an sdimg:
+    boot.img as the MBR boot code, core.img from sector 1, where boot.img looks for it."""
+    boot_img = require_file(Path("/usr/lib/grub/i386-pc/boot.img"), "grub-pc-bin")
+    core = tmp_path / "core.img"
+    run(require_tool("grub-mkimage"), "-O", "i386-pc", "-o", str(core), "-p", "(hd0,msdos1)/grub",
+        "biosdisk", "part_msdos", "fat", "normal")
+    kernel_sector = int.from_bytes(boot_img.read_bytes()[0x5C:0x64], "little")
+    assert kernel_sector == 1
+    spec = ImageSpec(
+        kind=ImageKind.SDIMG, rootfs=inputs["rootfs"], output=tmp_path / "pc.sdimg", sizes=SIZES,
+        boot_dir=inputs["boot"], disk_id="0x5eed1234", mbr_boot_code=boot_img,
+        bootloaders=(BootloaderFile(core, kernel_sector),),
+    )
+    image = build_image(spec).output
+    header, parts = sfdisk_dump(image)
+    assert header["label-id"] == "0x5eed1234"
+    assert [(int(p["start"]), p["type"]) for p in parts] == [
+        (EXPECTED[0][0] * SECTORS_PER_MIB, "ef"), *[(s * SECTORS_PER_MIB, "83") for s, _ in EXPECTED[1:]]
+    ]
+    assert "No errors detected." in run(require_tool("sfdisk"), "--verify", str(image)).stdout
+    run("cmp", "-n", "440", str(boot_img), str(image))
+    run("cmp", "-n", str(core.stat().st_size), str(core), str(image), "0", "512")
 
 
 def sfdisk_dump(image: Path) -> tuple[dict[str, str], list[dict[str, str]]]:

@@ -30,6 +30,7 @@ from pymender.image.layout import (
     SizeRequest,
     plan_layout,
 )
+from pymender.image.mbr import BOOT_CODE_SIZE
 from pymender.image.raw import parse_bootloader
 from pymender.image.show import read_image, render_text
 
@@ -125,6 +126,22 @@ def _add_raw_options(parser: argparse.ArgumentParser) -> None:
         "one); repeat for several files. A file must start after the partition table (sector 1 "
         "on sdimg, 34 on uefiimg), end before partition 1 (raise --reserved-bootloader-bytes "
         "for more room) and not overlap another",
+    )
+    group.add_argument(
+        "--mbr-boot-code",
+        type=Path,
+        metavar="FILE",
+        help="write the first --mbr-boot-code-length bytes of FILE (e.g. GRUB's boot.img) into "
+        "the boot code area of sector 0, the MBR of an sdimg or the protective MBR of a "
+        "uefiimg, so a PC BIOS boots the disk; the disk signature (bytes 440-443, the base of "
+        "an sdimg's PARTUUIDs) and the partition table stay pymender-image's",
+    )
+    group.add_argument(
+        "--mbr-boot-code-length",
+        type=_int,
+        metavar="N",
+        help=f"how many bytes of --mbr-boot-code to write, 1 to {BOOT_CODE_SIZE} (default "
+        f"{BOOT_CODE_SIZE}: the whole boot code area); FILE must hold at least N bytes",
     )
 
 
@@ -224,6 +241,17 @@ def _layout_lines(layout: DiskLayout) -> list[str]:
     return lines
 
 
+def _boot_code_length(args: argparse.Namespace) -> int:
+    if args.mbr_boot_code_length is None:
+        return BOOT_CODE_SIZE
+    if args.mbr_boot_code is None:
+        raise UsageError(
+            "--mbr-boot-code-length needs --mbr-boot-code",
+            hint="give the boot code file too, or leave the length out",
+        )
+    return int(args.mbr_boot_code_length)
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     spec = ImageSpec(
         kind=ImageKind(args.layout),
@@ -237,6 +265,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         disk_id=args.disk_id,
         bmap=args.bmap,
         bootloaders=tuple(parse_bootloader(text) for text in args.bootloader),
+        mbr_boot_code=args.mbr_boot_code,
+        mbr_boot_code_length=_boot_code_length(args),
     )
     result = build_image(spec)
     if args.json:
@@ -244,6 +274,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
         data["output"] = str(result.output)
         data["bytes_written"] = result.bytes_written
         data["bmap"] = str(result.bmap.path) if result.bmap else None
+        data["mbr_boot_code"] = (
+            {"path": str(spec.mbr_boot_code), "length": spec.mbr_boot_code_length}
+            if spec.mbr_boot_code else None
+        )
         data["bootloaders"] = [
             {"path": str(raw.path), "sector": raw.offset // SECTOR, "offset": raw.offset,
              "size": raw.size, "end": raw.end}
@@ -256,6 +290,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"wrote {result.output}: {layout.kind.value}, {layout.total_size // MIB} MiB, "
             f"disk id {layout.disk_id}, {result.bytes_written} bytes of data"
         )
+        if spec.mbr_boot_code:
+            print(f"  MBR boot code {spec.mbr_boot_code}: its first {spec.mbr_boot_code_length} bytes")
         for raw in result.bootloaders:
             print(f"  bootloader {raw.path}: sectors {raw.sectors} ({raw.size} bytes)")
         for line in _layout_lines(layout):

@@ -16,7 +16,13 @@ from pymender.image.layout import (
     plan_layout,
     rootfs_partition_size,
 )
-from pymender.image.raw import BootloaderFile, RawPlacement, parse_bootloader, place_bootloaders
+from pymender.image.raw import (
+    BootloaderFile,
+    RawPlacement,
+    parse_bootloader,
+    place_bootloaders,
+    read_mbr_boot_code,
+)
 from pymender.image.show import ShownImage, read_image
 
 __all__ = [
@@ -39,5 +45,6 @@ __all__ = [
     "place_bootloaders",
     "plan_layout",
     "read_image",
+    "read_mbr_boot_code",
     "rootfs_partition_size",
 ]

@@ -31,7 +31,7 @@ from pymender.image.layout import (
     plan_layout,
     raise_hint,
 )
-from pymender.image.raw import BootloaderFile, RawPlacement, place_bootloaders
+from pymender.image.raw import BootloaderFile, RawPlacement, place_bootloaders, read_mbr_boot_code
 from pymender.image.sparse import copy_sparse, write_at
 
 GPT_NAMES = {
@@ -58,6 +58,9 @@ class ImageSpec:
     bmap: bool = False
     bootloaders: tuple[BootloaderFile, ...] = ()
     """Files written as they are at fixed sectors before partition 1 (SPL, U-Boot)."""
+    mbr_boot_code: Path | None = None
+    """A file whose first ``mbr_boot_code_length`` bytes become the boot code of sector 0."""
+    mbr_boot_code_length: int = mbr.BOOT_CODE_SIZE
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class _Checked:
 
     layout: DiskLayout
     bootloaders: tuple[RawPlacement, ...]
+    boot_code: bytes
 
 
 def _one_of(first: Path | None, second: Path | None, names: str, required: bool) -> None:
@@ -129,15 +133,22 @@ def _check(spec: ImageSpec) -> _Checked:
         spec.output, "write the image to a file, then flash it with 'bmaptool copy IMAGE DEVICE'"
     )
     bootloaders = tuple(place_bootloaders(layout, spec.bootloaders))
-    sources = [spec.rootfs, spec.boot_image, spec.data_image, *(b.path for b in bootloaders)]
-    for source in sources:
+    boot_code = b""
+    if spec.mbr_boot_code is not None:
+        boot_code = read_mbr_boot_code(spec.mbr_boot_code, spec.mbr_boot_code_length)
+    sources = [spec.rootfs, spec.boot_image, spec.data_image, spec.mbr_boot_code]
+    for source in [*sources, *(b.path for b in bootloaders)]:
         if source is not None and spec.output.exists() and spec.output.samefile(source):
             raise UsageError(f"output {spec.output} is also an input")
-    return _Checked(layout, bootloaders)
+    return _Checked(layout, bootloaders, boot_code)
 
 
-def partition_tables(layout: DiskLayout) -> list[tuple[int, bytes]]:
-    """The ``(offset, bytes)`` pieces of the partition table(s) of ``layout``."""
+def partition_tables(layout: DiskLayout, boot_code: bytes = b"") -> list[tuple[int, bytes]]:
+    """The ``(offset, bytes)`` pieces of the partition table(s) of ``layout``.
+
+    ``boot_code`` (at most 440 bytes) goes at the start of sector 0, the MBR of an sdimg or the
+    protective MBR of a uefiimg.
+    """
     if layout.kind is ImageKind.SDIMG:
         entries = [
             mbr.MbrEntry(
@@ -148,7 +159,7 @@ def partition_tables(layout: DiskLayout) -> list[tuple[int, bytes]]:
             )
             for p in layout.partitions
         ]
-        return [(0, mbr.encode_mbr(entries, layout.ids.mbr_signature))]
+        return [(0, mbr.with_boot_code(mbr.encode_mbr(entries, layout.ids.mbr_signature), boot_code))]
     gpt_entries = [
         gpt.GptEntry(
             gpt.ESP_TYPE if p.role is PartitionRole.BOOT else gpt.LINUX_FS_TYPE,
@@ -161,7 +172,7 @@ def partition_tables(layout: DiskLayout) -> list[tuple[int, bytes]]:
     ]
     primary, backup = gpt.encode_gpt(layout.ids.disk_guid, layout.total_sectors, gpt_entries)
     return [
-        (0, mbr.protective_mbr(layout.total_sectors)),
+        (0, mbr.with_boot_code(mbr.protective_mbr(layout.total_sectors), boot_code)),
         (gpt.SECTOR, primary),
         (gpt.backup_offset(layout.total_sectors), backup),
     ]
@@ -192,7 +203,7 @@ def _write_image(path: Path, checked: _Checked, parts: _Parts) -> int:
     try:
         os.ftruncate(fd, layout.total_size)
         written = 0
-        for offset, blob in partition_tables(layout):
+        for offset, blob in partition_tables(layout, checked.boot_code):
             written += write_at(fd, blob, offset)
         for raw in checked.bootloaders:
             written += _copy_file(raw.path, fd, raw.offset, raw.size)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 SECTOR = 512
 ENTRY_OFFSET = 446
 SIGNATURE_OFFSET = 440
+BOOT_CODE_SIZE = SIGNATURE_OFFSET
+"""The boot code area: the bytes before the disk signature."""
 BOOT_MAGIC = b"\x55\xaa"
 
 TYPE_EMPTY = 0x00
@@ -101,6 +103,17 @@ def encode_mbr(entries: list[MbrEntry], disk_signature: int) -> bytes:
         )
     sector[510:512] = BOOT_MAGIC
     return bytes(sector)
+
+
+def with_boot_code(sector: bytes, code: bytes) -> bytes:
+    """``sector`` (an MBR) with its first ``len(code)`` bytes replaced by boot code.
+
+    The disk signature and the partition table after the boot code area stay as they are.
+    """
+    if len(code) > BOOT_CODE_SIZE:
+        raise ValueError(f"MBR boot code is at most {BOOT_CODE_SIZE} bytes, not {len(code)}")
+    return code + sector[len(code) :]
+
 
 
 def protective_mbr(total_sectors: int) -> bytes:

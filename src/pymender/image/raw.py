@@ -1,9 +1,10 @@
-"""What a disk image holds outside its partitions: raw bootloader files.
+"""What a disk image holds outside its partitions: raw bootloader files and MBR boot code.
 
 Many boards' boot ROMs read their first loader (SPL, U-Boot) from fixed sectors of the raw
-disk, between the partition table and partition 1. The files are placed and checked here before
-anything is written: a raw file must not touch the partition table nor reach partition 1, and
-no two may overlap.
+disk, between the partition table and partition 1; PC BIOSes run the boot code in the first
+440 bytes of sector 0. Both are checked here before anything is written: a raw file must not
+touch the partition table nor reach partition 1, and no two may overlap; boot code never
+reaches the disk signature and the partition table, which stay pymender-image's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pymender.image.layout import (
     raise_hint,
     round_up,
 )
+from pymender.image.mbr import BOOT_CODE_SIZE
 
 MBR_RESERVED_SECTORS = 1
 """Sector 0 holds the MBR: a raw file may start at sector 1."""
@@ -92,7 +94,8 @@ def _place(layout: DiskLayout, bootloader: BootloaderFile) -> RawPlacement:
             f"bootloader file {bootloader.path} would start at sector {bootloader.sector}, inside "
             f"the {table}",
             hint=f"place it at sector {first} or later"
-            + ("" if layout.kind is ImageKind.SDIMG
+            + ("; boot code for sector 0 goes in with --mbr-boot-code"
+               if layout.kind is ImageKind.SDIMG
                else "; a board that reads it from an earlier sector needs --layout sdimg"),
         )
     limit = layout.partitions[0].start
@@ -118,3 +121,27 @@ def place_bootloaders(layout: DiskLayout, bootloaders: Sequence[BootloaderFile])
             )
     return placed
 
+
+def read_mbr_boot_code(path: Path, length: int = BOOT_CODE_SIZE) -> bytes:
+    """The first ``length`` bytes of ``path``, for the boot code area of sector 0."""
+    if not 1 <= length <= BOOT_CODE_SIZE:
+        raise UsageError(
+            f"--mbr-boot-code-length {length} is not between 1 and {BOOT_CODE_SIZE}",
+            hint=f"bytes {BOOT_CODE_SIZE}-511 of sector 0 hold the disk signature and the "
+            "partition table, which pymender-image writes itself",
+        )
+    size = file_size(path, "MBR boot code")
+    if size < length:
+        raise UsageError(
+            f"MBR boot code {path} is {size} bytes, shorter than the {length} bytes to write",
+            hint="give the boot code file itself (e.g. GRUB's boot.img) or lower "
+            "--mbr-boot-code-length",
+        )
+    try:
+        with open(path, "rb") as file:
+            code = file.read(length)
+    except PermissionError:
+        raise InputError(f"MBR boot code {path} cannot be read (permission denied)") from None
+    if len(code) != length:
+        raise InputError(f"MBR boot code {path} shrank while it was read")
+    return code

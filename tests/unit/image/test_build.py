@@ -222,6 +222,30 @@ def test_bootloader_files_are_written_counted_and_mapped(
         assert set(range(raw.offset // 4096, (raw.end - 1) // 4096 + 1)) <= mapped
 
 
+@pytest.mark.parametrize("kind", list(ImageKind))
+@pytest.mark.parametrize("length", [440, 100])
+def test_mbr_boot_code_keeps_signature_and_table(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, kind: ImageKind, length: int
+) -> None:
+    boot_img = tmp_path / "boot.img"
+    boot_img.write_bytes(nonzero(512, 17))  # its own "signature" and "table" must not get in
+    plain = build_image(spec(tmp_path, rootfs, boot_dir, kind=kind, output=tmp_path / "plain"))
+    result = build_image(
+        spec(tmp_path, rootfs, boot_dir, kind=kind, mbr_boot_code=boot_img,
+             mbr_boot_code_length=length)
+    )
+    image = result.output.read_bytes()
+    expected = plain.output.read_bytes()
+    assert image[:length] == boot_img.read_bytes()[:length]
+    assert image[length:] == expected[length:]
+    assert result.bytes_written == plain.bytes_written
+    shown = read_image(result.output)
+    assert (shown.disk_id, shown.partitions) == (
+        read_image(plain.output).disk_id,
+        read_image(plain.output).partitions,
+    )
+
+
 # --- Bad input: refused before anything is written ----------------------------------------
 
 
@@ -265,6 +289,9 @@ def test_rootfs_too_large_names_total_and_minimum(tmp_path: Path, boot_dir: Path
          "past the start of partition 1 at byte 1048576"),
         ({"bootloaders": (BootloaderFile(Path(__file__), 2), BootloaderFile(Path(__file__), 3))},
          ImageLayoutError, "overlap"),
+        ({"mbr_boot_code": Path("nowhere.img")}, InputError, "MBR boot code nowhere.img does not exist"),
+        ({"mbr_boot_code": Path(__file__), "mbr_boot_code_length": 446}, UsageError,
+         "--mbr-boot-code-length 446 is not between 1 and 440"),
     ],
 )
 def test_bad_input_is_refused(

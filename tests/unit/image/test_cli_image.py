@@ -79,6 +79,10 @@ def test_rootfs_size_checks_a_rootfs(tmp_path: Path, capsys: pytest.CaptureFixtu
           "--bootloader", "u-boot.bin"], 2, "--bootloader 'u-boot.bin' is not FILE:SECTOR"),
         (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x", "--boot-dir", ".",
           "--bootloader", "u-boot.bin:two"], 2, "'two' is not a sector number"),
+        (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x", "--boot-dir", ".",
+          "--mbr-boot-code-length", "100"], 2, "--mbr-boot-code-length needs --mbr-boot-code"),
+        (["build", "--layout", "sdimg", "--rootfs", "r", "-o", "x", "--boot-dir", ".",
+          "--mbr-boot-code", "b", "--mbr-boot-code-length", "ten"], 2, "'ten' is not a whole number"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_code(
@@ -158,6 +162,30 @@ def test_build_with_bootloader_files(
     assert err.count("\n") == 1
     assert "past the start of partition 1" in err
     assert "raise --reserved-bootloader-bytes to at least 1048576;" in err
+
+
+def test_build_with_mbr_boot_code(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for tool in ("mkfs.vfat", "mcopy", "mkfs.ext4"):
+        require_tool(tool)
+    boot_img = tmp_path / "boot.img"
+    boot_img.write_bytes(b"\xeb\x63\x90" + b"\xf4" * 509)
+    image = tmp_path / "pc.sdimg"
+    argv = ["build", "--layout", "sdimg", "--rootfs", str(rootfs), "--boot-dir", str(boot_dir),
+            *SMALL, "-o", str(image), "--disk-id", "0x11223344", "--mbr-boot-code", str(boot_img)]
+    code, out, err = cli(argv, capsys)
+    assert (code, err) == (0, "")
+    assert f"  MBR boot code {boot_img}: its first 440 bytes\n" in out
+    sector = image.read_bytes()[:512]
+    assert sector[:440] == boot_img.read_bytes()[:440]
+    assert sector[440:444] == bytes.fromhex("44332211")
+    code, out, _ = cli([*argv, "--mbr-boot-code-length", "3", "--json"], capsys)
+    assert json.loads(out)["mbr_boot_code"] == {"path": str(boot_img), "length": 3}
+    assert image.read_bytes()[:4] == b"\xeb\x63\x90\0"
+    code, out, err = cli([*argv, "--mbr-boot-code-length", "446"], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("pymender-image: error: --mbr-boot-code-length 446 is not between 1 and 440")
 
 
 def test_console_script_runs() -> None:

@@ -13,6 +13,7 @@ from pymender.image.mbr import (
     decode_mbr,
     encode_mbr,
     protective_mbr,
+    with_boot_code,
 )
 
 
@@ -82,3 +83,17 @@ def test_sector_without_boot_signature_is_not_an_mbr() -> None:
 def test_more_than_four_entries_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         encode_mbr([MbrEntry(TYPE_LINUX, 1, 1)] * 5, 1)
+
+
+def test_boot_code_replaces_only_the_code_area() -> None:
+    sector = encode_mbr([MbrEntry(TYPE_EFI_SYSTEM, 2048, 4096, bootable=True)], 0xDEADBEEF)
+    code = bytes(range(1, 201)) * 3  # 600 bytes; at most 440 of them fit
+    full = with_boot_code(sector, code[:440])
+    assert full[:440] == code[:440]
+    assert full[440:] == sector[440:]  # signature, table and 55 AA untouched
+    assert decode_mbr(full) == decode_mbr(sector)
+    short = with_boot_code(sector, b"\xeb\x63\x90")
+    assert short[:3] == b"\xeb\x63\x90" and short[3:] == sector[3:]
+    assert with_boot_code(sector, b"") == sector
+    with pytest.raises(ValueError):
+        with_boot_code(sector, code[:441])

@@ -1,4 +1,4 @@
-"""Raw bootloader files: where they may go, and the one-line refusals when they may not."""
+"""Raw bootloader files and MBR boot code: where they may go, and the one-line refusals."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pymender.errors import ImageLayoutError, InputError, UsageError
+from pymender.errors import ImageLayoutError, InputError, PymenderError, UsageError
 from pymender.image.layout import ImageKind, SizeRequest, plan_layout
-from pymender.image.raw import BootloaderFile, parse_bootloader, place_bootloaders
+from pymender.image.raw import BootloaderFile, parse_bootloader, place_bootloaders, read_mbr_boot_code
 
 MIB = 1024 * 1024
 # Partition 1 starts one alignment (1 MiB) into the disk: sector 2048.
@@ -137,3 +137,37 @@ def test_missing_empty_and_non_regular_files_are_refused(tmp_path: Path) -> None
         with pytest.raises(error) as caught:
             place_bootloaders(layout, [BootloaderFile(path, 2)])
         assert caught.value.one_line() == f"bootloader file {path} {fragment}"
+
+
+def test_boot_code_is_the_first_bytes_of_the_file(tmp_path: Path) -> None:
+    code = tmp_path / "boot.img"
+    code.write_bytes(bytes(range(256)) * 2)  # 512 bytes, like GRUB's boot.img
+    assert read_mbr_boot_code(code) == (bytes(range(256)) * 2)[:440]
+    assert read_mbr_boot_code(code, 100) == bytes(range(100))
+    assert read_mbr_boot_code(code, 1) == b"\0"
+
+
+@pytest.mark.parametrize(
+    ("size", "length", "error", "line"),
+    [
+        (512, 441, UsageError, "--mbr-boot-code-length 441 is not between 1 and 440 (bytes "
+         "440-511 of sector 0 hold the disk signature and the partition table, which "
+         "pymender-image writes itself)"),
+        (512, 446, UsageError, "--mbr-boot-code-length 446 is not between 1 and 440"),
+        (512, 0, UsageError, "--mbr-boot-code-length 0 is not between 1 and 440"),
+        (300, 440, UsageError, "MBR boot code {path} is 300 bytes, shorter than the 440 bytes to "
+         "write (give the boot code file itself (e.g. GRUB's boot.img) or lower "
+         "--mbr-boot-code-length)"),
+        (0, 440, UsageError, "MBR boot code {path} is 0 bytes, shorter than the 440 bytes"),
+        (None, 440, InputError, "MBR boot code {path} does not exist"),
+    ],
+)
+def test_boot_code_refusals(
+    tmp_path: Path, size: int | None, length: int, error: type[PymenderError], line: str
+) -> None:
+    path = tmp_path / "boot.img"
+    if size is not None:
+        path.write_bytes(b"\x90" * size)
+    with pytest.raises(error) as caught:
+        read_mbr_boot_code(path, length)
+    assert caught.value.one_line().startswith(line.format(path=path))
