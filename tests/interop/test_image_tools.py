@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from helpers import require_file, require_tool
-from pymender.image import ImageKind, ImageSpec, SizeRequest, build_image
+from pymender.image import (
+    FilesystemSpec,
+    ImageKind,
+    ImageSpec,
+    PartitionRole,
+    SizeRequest,
+    build_filesystem,
+    build_image,
+)
 from pymender.image.raw import BootloaderFile
 
 pytestmark = pytest.mark.interop
@@ -243,6 +251,22 @@ def test_filesystems_pass_fsck_and_hold_the_files(
     assert device_type == "device_type=qemux86-64\n"
     # Rootfs B is left empty: no filesystem signature at all.
     assert partition(image, 3, tmp_path).read_bytes() == bytes(48 * MIB)
+
+
+def test_filesystem_files_pass_fsck_on_their_own(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """The filesystem command's files, as a data image shipped alone would be checked."""
+    boot = build_filesystem(
+        FilesystemSpec(PartitionRole.BOOT, tmp_path / "boot.vfat", SIZES, inputs["boot"])
+    ).output
+    run(require_tool("fsck.vfat"), "-n", str(boot))
+    assert boot.stat().st_size == 8 * MIB
+    data = build_filesystem(
+        FilesystemSpec(PartitionRole.DATA, tmp_path / "data.ext4", SIZES, inputs["data"])
+    ).output
+    run(require_tool("e2fsck"), "-fn", str(data))
+    assert data.stat().st_size == 16 * MIB
+    device_type = run(require_tool("debugfs"), "-R", "cat /pymender/device_type", str(data)).stdout
+    assert device_type == "device_type=qemux86-64\n"
 
 
 def test_bmaptool_copy_equals_plain_copy(image: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pymender import __version__
 from pymender.cli.common import run_cli
 from pymender.errors import UsageError
 from pymender.image.build import ImageSpec, build_image, check_rootfs_fits
+from pymender.image.fsimage import FILESYSTEM_ROLES, FilesystemSpec, build_filesystem
 from pymender.image.ids import DEFAULT_DISK_ID
 from pymender.image.layout import (
     DEFAULT_ALIGNMENT,
@@ -27,6 +28,7 @@ from pymender.image.layout import (
     SECTOR,
     DiskLayout,
     ImageKind,
+    PartitionRole,
     SizeRequest,
     plan_layout,
 )
@@ -153,11 +155,16 @@ def _add_layout_options(parser: argparse.ArgumentParser, required: bool) -> None
         default=None if required else ImageKind.SDIMG.value,
         help="sdimg: MBR partition table; uefiimg: GPT" + ("" if required else " (default sdimg)"),
     )
+    _add_disk_id_option(parser)
+
+
+def _add_disk_id_option(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
     parser.add_argument(
         "--disk-id",
         default=DEFAULT_DISK_ID,
         metavar="ID",
-        help="seed of every id in the image: '0x' plus up to 8 hex digits sets the MBR disk "
+        help=help_text
+        or "seed of every id in the image: '0x' plus up to 8 hex digits sets the MBR disk "
         "signature, a GUID sets the GPT disk GUID, any other text is only hashed; PARTUUIDs "
         f"and filesystem ids are derived from it (default {DEFAULT_DISK_ID!r})",
     )
@@ -204,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
+    _add_filesystem_parser(commands)
+
     show = commands.add_parser(
         "show",
         help="print the partition table of an image",
@@ -229,6 +238,45 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--rootfs", type=Path, metavar="FILE",
                       help="also check that this rootfs image fits (error if it does not)")
     return parser
+
+
+_EPILOG_FILESYSTEM = """\
+The filesystem is as large as the partition the size options give (the boot or data size,
+rounded up to the alignment); its label (BOOT or data) and id are those build derives from
+--disk-id. Neither depends on the partition table: one file serves sdimg and uefiimg alike.
+
+example:
+  pymender-image filesystem --partition data --dir data/ --data-size-mb 128 -o data.ext4
+  pymender-image build --layout sdimg --rootfs core-image.ext4 --boot-dir boot/ \\
+      --data-image data.ext4 --data-size-mb 128 -o core-image.sdimg
+"""
+
+
+def _add_filesystem_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    parser = commands.add_parser(
+        "filesystem",
+        help="make the boot or data filesystem as a file of its own",
+        description="Make the filesystem that 'build' would put into the boot (FAT) or data "
+        "(ext4) partition, byte for byte, as a file of its own: give it to 'build' with "
+        "--boot-image or --data-image, or ship the data filesystem alone.",
+        epilog=_EPILOG_FILESYSTEM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--partition", required=True, choices=[r.value for r in FILESYSTEM_ROLES],
+                        help="boot: a FAT filesystem labelled BOOT; data: ext4 labelled data")
+    parser.add_argument("--dir", type=Path, metavar="DIR",
+                        help="files to put into it, as build's --boot-dir or --data-dir "
+                        "(default: an empty filesystem)")
+    _add_size_options(parser)
+    _add_disk_id_option(
+        parser,
+        "the --disk-id of the image the filesystem is for; the FAT volume serial or the ext4 "
+        f"UUID derives from it as in build (default {DEFAULT_DISK_ID!r})",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="file to write (replaced only once it is complete)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
 def _layout_lines(layout: DiskLayout) -> list[str]:
@@ -313,6 +361,34 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_filesystem(args: argparse.Namespace) -> int:
+    result = build_filesystem(
+        FilesystemSpec(
+            role=PartitionRole(args.partition),
+            output=args.output,
+            sizes=_sizes(args),
+            source_dir=args.dir,
+            disk_id=args.disk_id,
+        )
+    )
+    if args.json:
+        print(json.dumps({
+            "output": str(result.output),
+            "partition": result.role.value,
+            "filesystem": result.filesystem,
+            "label": result.label,
+            "fs_id": result.fs_id,
+            "size": result.size,
+        }, indent=2))
+    elif not args.quiet:
+        print(
+            f"wrote {result.output}: {result.role.value} filesystem, {result.filesystem} "
+            f"labelled {result.label}, id {result.fs_id}, {result.size // MIB} MiB "
+            f"({result.size} bytes)"
+        )
+    return 0
+
+
 def _cmd_rootfs_size(args: argparse.Namespace) -> int:
     sizes = _sizes(args)
     layout = plan_layout(ImageKind(args.layout), sizes, args.disk_id)
@@ -329,7 +405,12 @@ def _cmd_rootfs_size(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    handlers = {"build": _cmd_build, "show": _cmd_show, "rootfs-size": _cmd_rootfs_size}
+    handlers = {
+        "build": _cmd_build,
+        "filesystem": _cmd_filesystem,
+        "show": _cmd_show,
+        "rootfs-size": _cmd_rootfs_size,
+    }
     return handlers[args.command](args)
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from pymender.errors import ImageLayoutError, InputError, UsageError
 from pymender.image import gpt, mbr
 from pymender.image.bmap import BmapSummary, write_bmap
-from pymender.image.filesystems import make_ext4, make_fat
+from pymender.image.fsimage import make_partition_filesystem
 from pymender.image.ids import DEFAULT_DISK_ID
-from pymender.image.inputs import check_dir, check_output, file_size, work_dir
+from pymender.image.inputs import check_dir, check_not_inside, check_output, file_size, work_dir
 from pymender.image.layout import (
     BOOT_SIZE,
     DATA_SIZE,
@@ -126,12 +126,16 @@ def _check(spec: ImageSpec) -> _Checked:
                 f"{what} {image} is {size} bytes but the {role.value} partition holds {room}",
                 hint=raise_hint(size_name),
             )
-    for directory, what in ((spec.boot_dir, "boot directory"), (spec.data_dir, "data directory")):
+    directories = ((spec.boot_dir, "boot directory"), (spec.data_dir, "data directory"))
+    for directory, what in directories:
         if directory is not None:
             check_dir(directory, what)
     check_output(
         spec.output, "write the image to a file, then flash it with 'bmaptool copy IMAGE DEVICE'"
     )
+    for directory, what in directories:
+        if directory is not None:
+            check_not_inside(spec.output, directory, what)
     bootloaders = tuple(place_bootloaders(layout, spec.bootloaders))
     boot_code = b""
     if spec.mbr_boot_code is not None:
@@ -217,17 +221,17 @@ def _write_image(path: Path, checked: _Checked, parts: _Parts) -> int:
 
 def _make_filesystems(spec: ImageSpec, layout: DiskLayout, work: Path) -> _Parts:
     """The boot and data filesystems: the given images, or new ones made in ``work``."""
-    boot_image = spec.boot_image
-    if boot_image is None:
-        boot_image = work / "boot.vfat"
-        boot = layout.partition(PartitionRole.BOOT)
-        make_fat(boot_image, boot.size, spec.boot_dir, volume_id=layout.ids.boot_volume_id)
-    data_image = spec.data_image
-    if data_image is None:
-        data_image = work / "data.ext4"
-        data = layout.partition(PartitionRole.DATA)
-        make_ext4(data_image, data.size, spec.data_dir, fs_uuid=layout.ids.data_fs_uuid, work_dir=work)
-    return _Parts(boot_image, spec.rootfs, data_image)
+    made = {}
+    for role, image, directory in (
+        (PartitionRole.BOOT, spec.boot_image, spec.boot_dir),
+        (PartitionRole.DATA, spec.data_image, spec.data_dir),
+    ):
+        if image is None:
+            image = work / f"{role.value}.fs"
+            size = layout.partition(role).size
+            make_partition_filesystem(image, role, size, layout.ids, directory, work)
+        made[role] = image
+    return _Parts(made[PartitionRole.BOOT], spec.rootfs, made[PartitionRole.DATA])
 
 
 def build_image(spec: ImageSpec) -> BuildResult:

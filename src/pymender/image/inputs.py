@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from pymender.errors import InputError, OutputError
+from pymender.errors import InputError, OutputError, UsageError
 
 
 def file_size(path: Path, what: str) -> int:
@@ -48,6 +48,19 @@ def check_output(output: Path, hint: str) -> None:
         raise OutputError(f"output directory {out_dir} is not writable")
     if output.exists() and not output.is_file():
         raise OutputError(f"output {output} exists and is not a regular file", hint=hint)
+
+
+def check_not_inside(output: Path, directory: Path, what: str) -> None:
+    """Refuse an output inside the directory it is made from: the scratch files beside it would
+    be copied in too."""
+    try:
+        output.parent.resolve().relative_to(directory.resolve())
+    except ValueError:
+        return
+    raise UsageError(
+        f"output {output} is inside the {what} {directory}",
+        hint="write it outside the directory whose files go into it",
+    )
 
 
 def work_dir(output: Path) -> tempfile.TemporaryDirectory[str]:

@@ -330,6 +330,17 @@ def test_prebuilt_images_too_large_name_their_size(tmp_path: Path, rootfs: Path)
     assert_nothing_written(tmp_path)
 
 
+def test_output_inside_a_source_directory_is_refused(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, data_dir: Path
+) -> None:
+    for directory, what in ((boot_dir, "boot directory"), (data_dir, "data directory")):
+        output = directory / "out.img"
+        with pytest.raises(UsageError) as caught:
+            build_image(spec(tmp_path, rootfs, boot_dir, data_dir=data_dir, output=output))
+        assert caught.value.one_line().startswith(f"output {output} is inside the {what} {directory}")
+        assert not output.exists()
+
+
 def test_output_that_is_an_input_is_refused(tmp_path: Path, rootfs: Path, boot_dir: Path) -> None:
     with pytest.raises(UsageError, match="also an input"):
         build_image(spec(tmp_path, rootfs, boot_dir, output=rootfs))

@@ -64,6 +64,12 @@ def test_rootfs_size_checks_a_rootfs(tmp_path: Path, capsys: pytest.CaptureFixtu
         (["rootfs-size", "--reserved-bootloader-bytes", "4096"], 2, "not a multiple of the alignment"),
         (["rootfs-size", "--json", "--bytes"], 2, "not allowed with argument"),
         (["rootfs-size", "--disk-id", "0x0"], 2, "disk id 0x0 is not allowed"),
+        (["filesystem", "-o", "x"], 2, "the following arguments are required: --partition"),
+        (["filesystem", "--partition", "rootfs-a", "-o", "x"], 2, "invalid choice: 'rootfs-a'"),
+        (["filesystem", "--partition", "data", "--dir", "/nonexistent/d", "-o", "x"], 3,
+         "data directory /nonexistent/d does not exist"),
+        (["filesystem", "--partition", "boot", "--boot-size-mb", "0", "-o", "x"], 2,
+         "--boot-size-mb must be a positive"),
         (["show"], 2, "the following arguments are required: IMAGE"),
         (["show", "/nonexistent/image"], 3, "image /nonexistent/image does not exist"),
         (["build", "--layout", "sdimg", "--rootfs", "r"], 2, "required: -o/--output"),
@@ -101,6 +107,7 @@ def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         (["--help"], "rootfs-size"),
         (["build", "--help"], "round_down((total - boot - data - 2 * alignment"),
         (["show", "--help"], "--json"),
+        (["filesystem", "--help"], "--data-image data.ext4"),
         (["rootfs-size", "--help"], "MENDER_CALC_ROOTFS_SIZE"),
     ):
         with pytest.raises(SystemExit) as done:
@@ -186,6 +193,42 @@ def test_build_with_mbr_boot_code(
     code, out, err = cli([*argv, "--mbr-boot-code-length", "446"], capsys)
     assert (code, out) == (2, "")
     assert err.startswith("pymender-image: error: --mbr-boot-code-length 446 is not between 1 and 440")
+
+
+def test_filesystem_then_build_equals_build_from_directories(
+    tmp_path: Path, rootfs: Path, boot_dir: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for tool in ("mkfs.vfat", "mcopy", "mkfs.ext4"):
+        require_tool(tool)
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            path.read_bytes()  # settle access times (mke2fs 1.47.0 copies them)
+    ids = ["--disk-id", "0x11223344"]
+    boot_fs, data_fs = tmp_path / "boot.vfat", tmp_path / "data.ext4"
+    code, out, err = cli(["filesystem", "--partition", "boot", "--dir", str(boot_dir), *SMALL, *ids,
+                          "-o", str(boot_fs)], capsys)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"wrote {boot_fs}: boot filesystem, vfat labelled BOOT, id ")
+    assert out.endswith(", 4 MiB (4194304 bytes)\n")
+    code, out, _ = cli(["filesystem", "--partition", "data", "--dir", str(data_dir), *SMALL, *ids,
+                        "-o", str(data_fs), "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert {k: data[k] for k in ("output", "partition", "filesystem", "label", "size")} == {
+        "output": str(data_fs), "partition": "data", "filesystem": "ext4", "label": "data",
+        "size": 8 * MIB,
+    }
+    base = ["build", "--layout", "sdimg", "--rootfs", str(rootfs), *SMALL, *ids, "-q"]
+    one, two = tmp_path / "one.sdimg", tmp_path / "two.sdimg"
+    assert cli([*base, "--boot-dir", str(boot_dir), "--data-dir", str(data_dir), "-o", str(one)],
+               capsys) == (0, "", "")
+    assert cli([*base, "--boot-image", str(boot_fs), "--data-image", str(data_fs), "-o", str(two)],
+               capsys) == (0, "", "")
+    assert one.read_bytes() == two.read_bytes()
+    code, out, _ = cli(["show", str(two), "--json"], capsys)
+    shown = json.loads(out)["partitions"]
+    assert (shown[0]["label"], shown[3]["fs_id"]) == ("BOOT", data["fs_id"])
+    assert cli(["filesystem", "--partition", "data", *SMALL, "-o", str(data_fs), "-q"], capsys) == (0, "", "")
 
 
 def test_console_script_runs() -> None:
