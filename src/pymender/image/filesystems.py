@@ -274,7 +274,14 @@ def make_ext4(
 
 # --- Recognising filesystems ---------------------------------------------------------------
 
-PROBE_SIZE = 4096
+BTRFS_SUPERBLOCK = 0x10000
+"""btrfs keeps its first superblock 64 KiB into the device."""
+
+PROBE_SIZE = BTRFS_SUPERBLOCK + 4096
+"""How much of a partition :func:`probe_filesystem` looks at: up to and with btrfs's superblock."""
+
+SQUASHFS_MAGIC = b"hsqs"
+BTRFS_MAGIC = b"_BHRfS_M"
 
 
 @dataclass(frozen=True)
@@ -282,33 +289,65 @@ class FilesystemInfo:
     """What ``show`` reports about a partition's content."""
 
     kind: str
-    """``vfat``, ``ext4``, ``ext3``, ``ext2``, ``empty`` (all zero) or ``unknown``."""
+    """``vfat``, ``ext4``, ``ext3``, ``ext2``, ``btrfs``, ``squashfs``, ``empty`` (all zero) or
+    ``unknown``."""
     label: str = ""
     fs_id: str = ""
-    """The ext UUID or the FAT volume serial (``ABCD-1234``)."""
+    """The ext or btrfs UUID or the FAT volume serial (``ABCD-1234``); squashfs has none."""
 
 
 def probe_filesystem(head: bytes) -> FilesystemInfo:
-    """Recognise the filesystem whose first :data:`PROBE_SIZE` bytes are ``head``."""
-    if len(head) >= 2048 and head[1080:1082] == b"\x53\xef":
-        compat, incompat = struct.unpack_from("<II", head, 1024 + 0x5C)
-        if incompat & (0x40 | 0x80 | 0x200):
-            kind = "ext4"
-        elif compat & 0x4:
-            kind = "ext3"
-        else:
-            kind = "ext2"
-        label = head[1024 + 0x78 : 1024 + 0x88].split(b"\0", 1)[0].decode("utf-8", "replace")
-        fs_uuid = uuid.UUID(bytes=bytes(head[1024 + 0x68 : 1024 + 0x78]))
-        return FilesystemInfo(kind, label, str(fs_uuid))
-    if len(head) >= 512 and head[510:512] == b"\x55\xaa":
-        for type_at, serial_at, label_at in ((0x52, 0x43, 0x47), (0x36, 0x27, 0x2B)):
-            if head[type_at : type_at + 3] == b"FAT":
-                (serial,) = struct.unpack_from("<I", head, serial_at)
-                label = head[label_at : label_at + 11].decode("ascii", "replace").strip()
-                if label == "NO NAME":
-                    label = ""
-                return FilesystemInfo("vfat", label, f"{serial >> 16:04X}-{serial & 0xFFFF:04X}")
+    """Recognise the filesystem whose first :data:`PROBE_SIZE` bytes (or fewer) are ``head``."""
+    for probe in (_probe_ext, _probe_squashfs, _probe_btrfs, _probe_fat):
+        info = probe(head)
+        if info is not None:
+            return info
     if not any(head):
         return FilesystemInfo("empty")
     return FilesystemInfo("unknown")
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _probe_ext(head: bytes) -> FilesystemInfo | None:
+    if len(head) < 2048 or head[1080:1082] != b"\x53\xef":
+        return None
+    compat, incompat = struct.unpack_from("<II", head, 1024 + 0x5C)
+    if incompat & (0x40 | 0x80 | 0x200):
+        kind = "ext4"
+    elif compat & 0x4:
+        kind = "ext3"
+    else:
+        kind = "ext2"
+    fs_uuid = uuid.UUID(bytes=bytes(head[1024 + 0x68 : 1024 + 0x78]))
+    return FilesystemInfo(kind, _text(head[1024 + 0x78 : 1024 + 0x88]), str(fs_uuid))
+
+
+def _probe_squashfs(head: bytes) -> FilesystemInfo | None:
+    # Version 4 (little-endian, the only one Linux has mounted since 2.6.29): no label, no id.
+    if len(head) < 96 or head[:4] != SQUASHFS_MAGIC:
+        return None
+    return FilesystemInfo("squashfs")
+
+
+def _probe_btrfs(head: bytes) -> FilesystemInfo | None:
+    sb = BTRFS_SUPERBLOCK
+    if len(head) < sb + 0x22B or head[sb + 0x40 : sb + 0x48] != BTRFS_MAGIC:
+        return None
+    fsid = uuid.UUID(bytes=bytes(head[sb + 0x20 : sb + 0x30]))
+    return FilesystemInfo("btrfs", _text(head[sb + 0x12B : sb + 0x22B]), str(fsid))
+
+
+def _probe_fat(head: bytes) -> FilesystemInfo | None:
+    if len(head) < 512 or head[510:512] != b"\x55\xaa":
+        return None
+    for type_at, serial_at, label_at in ((0x52, 0x43, 0x47), (0x36, 0x27, 0x2B)):
+        if head[type_at : type_at + 3] == b"FAT":
+            (serial,) = struct.unpack_from("<I", head, serial_at)
+            label = head[label_at : label_at + 11].decode("ascii", "replace").strip()
+            if label == "NO NAME":
+                label = ""
+            return FilesystemInfo("vfat", label, f"{serial >> 16:04X}-{serial & 0xFFFF:04X}")
+    return None

@@ -1,7 +1,8 @@
 """Reading back a disk image's partition table for ``pymender-image show``.
 
-It reads only the tables and the first block of each partition, so it is instant on any image
-size and works on any MBR or GPT image, not only on those pymender-image built.
+It reads only the tables and the first 68 KiB of each partition (where the filesystems it knows
+keep their superblocks), so it is instant on any image size and works on any MBR or GPT image,
+not only on those pymender-image built.
 """
 
 from __future__ import annotations

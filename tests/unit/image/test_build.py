@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,6 +86,32 @@ def test_build_places_every_part(
     assert shown.partitions[3].label == "data"
     assert shown.problems == ()
     assert alignment_problems([(p.start, p.size) for p in shown.partitions], SMALL) == []
+
+
+def filesystem_image(tool: str, tree: Path, out: Path) -> Path:
+    """A squashfs or btrfs image of ``tree``, made by the real tool."""
+    if tool == "mksquashfs":
+        argv = [require_tool(tool), str(tree), str(out), "-quiet", "-noappend"]
+    else:
+        argv = [require_tool(tool), "-q", "-M", "-L", "rootfs", "-r", str(tree), "--shrink", str(out)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize(("tool", "kind"), [("mksquashfs", "squashfs"), ("mkfs.btrfs", "btrfs")])
+def test_any_rootfs_filesystem_is_copied_as_it_is(
+    tmp_path: Path, boot_dir: Path, data_dir: Path, tool: str, kind: str
+) -> None:
+    image = filesystem_image(tool, data_dir, tmp_path / f"rootfs.{kind}")
+    content = image.read_bytes()
+    result = build_image(spec(tmp_path, image, boot_dir))
+    a = result.layout.partition(PartitionRole.ROOTFS_A)
+    assert partition_bytes(result.output, a.start, len(content)) == content
+    assert partition_bytes(result.output, a.start + len(content), a.size - len(content)) == bytes(
+        a.size - len(content)
+    )
+    shown = read_image(result.output).partitions[1]
+    assert (shown.filesystem, shown.label) == (kind, "" if kind == "squashfs" else "rootfs")
 
 
 def test_sdimg_types_and_boot_flag(tmp_path: Path, rootfs: Path, boot_dir: Path) -> None:

@@ -4,6 +4,7 @@ import calendar
 import os
 import shutil
 import struct
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from pymender.errors import ImageLayoutError, InputError, ToolError
 from pymender.image.filesystems import (
     DEFAULT_EPOCH,
     FAT_EARLIEST,
+    PROBE_SIZE,
+    FilesystemInfo,
     make_ext4,
     make_fat,
     probe_filesystem,
@@ -49,9 +52,30 @@ def fat_boot_sector(fat32: bool) -> bytes:
     return bytes(head)
 
 
+def squashfs_superblock() -> bytes:
+    head = bytearray(PROBE_SIZE)
+    head[0:4] = b"hsqs"
+    struct.pack_into("<HH", head, 28, 4, 0)  # version 4.0
+    return bytes(head)
+
+
+def btrfs_superblock(label: bytes) -> bytes:
+    head = bytearray(PROBE_SIZE)
+    sb = 0x10000
+    head[sb + 0x20 : sb + 0x30] = FS_UUID.bytes
+    head[sb + 0x40 : sb + 0x48] = b"_BHRfS_M"
+    head[sb + 0x12B : sb + 0x12B + len(label)] = label
+    return bytes(head)
+
+
 @pytest.mark.parametrize(
     ("head", "kind", "label", "fs_id"),
     [
+        (squashfs_superblock(), "squashfs", "", ""),
+        (btrfs_superblock(b"rootfs"), "btrfs", "rootfs", str(FS_UUID)),
+        (btrfs_superblock(b""), "btrfs", "", str(FS_UUID)),
+        # A btrfs magic past the end of what was read (a partition smaller than 68 KiB).
+        (btrfs_superblock(b"x")[:0x10000 + 0x44], "unknown", "", ""),
         (ext_superblock(0x4, 0x40 | 0x2, b"rootfs"), "ext4", "rootfs", str(FS_UUID)),
         (ext_superblock(0x4, 0x2, b"old"), "ext3", "old", str(FS_UUID)),
         (ext_superblock(0x0, 0x2, b""), "ext2", "", str(FS_UUID)),
@@ -64,6 +88,22 @@ def fat_boot_sector(fat32: bool) -> bytes:
 def test_probe(head: bytes, kind: str, label: str, fs_id: str) -> None:
     info = probe_filesystem(head)
     assert (info.kind, info.label, info.fs_id) == (kind, label, fs_id)
+
+
+def test_probe_recognises_images_of_the_real_tools(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "os-release").write_text("ID=probe\n")
+    squashfs = tmp_path / "root.squashfs"
+    subprocess.run([require_tool("mksquashfs"), str(tree), str(squashfs), "-quiet", "-noappend"],
+                   check=True, capture_output=True)
+    assert probe_filesystem(squashfs.read_bytes()[:PROBE_SIZE]) == FilesystemInfo("squashfs")
+    btrfs = tmp_path / "root.btrfs"
+    subprocess.run([require_tool("mkfs.btrfs"), "-q", "-M", "-L", "rootfs", "-U", str(FS_UUID),
+                    "-r", str(tree), "--shrink", str(btrfs)], check=True, capture_output=True)
+    assert probe_filesystem(btrfs.read_bytes()[:PROBE_SIZE]) == FilesystemInfo(
+        "btrfs", "rootfs", str(FS_UUID)
+    )
 
 
 def test_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,8 +124,6 @@ def test_fat_holds_the_files_with_label_and_volume_id(tmp_path: Path, boot_dir: 
     assert image.stat().st_size == 8 * MIB
     info = probe_filesystem(image.read_bytes()[:4096])
     assert (info.kind, info.label, info.fs_id) == ("vfat", "BOOT", "1234-ABCD")
-    import subprocess
-
     out = subprocess.run(
         [mtype, "-i", str(image), "::/EFI/BOOT/BOOTX64.EFI"],
         capture_output=True,
