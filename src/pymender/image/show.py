@@ -8,7 +8,7 @@ not only on those pymender-image built.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,17 @@ class ShownImage:
     disk_id: str
     partitions: tuple[ShownPartition, ...]
     problems: tuple[str, ...] = ()
+    boot_code: bool = False
+    """Sector 0 holds boot code (its first 440 bytes are not all zero)."""
+    raw_data: tuple[tuple[int, int], ...] = ()
+    """``(start, end)`` byte ranges, whole sectors, of data between the partition table and
+    partition 1 (raw bootloader files); ranges less than :data:`RAW_GAP` apart are one."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["partitions"] = [dict(asdict(p), end=p.end) for p in self.partitions]
         data["problems"] = list(self.problems)
+        data["raw_data"] = [{"start": start, "end": end} for start, end in self.raw_data]
         return data
 
 
@@ -81,15 +87,54 @@ def _probe(read_at: gpt.ReadAt, start: int, size: int) -> tuple[str, str, str]:
     return info.kind, info.label, info.fs_id
 
 
+RAW_GAP = 64 * 1024
+"""Data before partition 1 is reported in ranges; zeros shorter than this inside one (padding in
+a bootloader file) do not split it."""
+_SCAN_CHUNK = 1024 * 1024
+
+
+def _raw_data(read_at: gpt.ReadAt, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """The sector ranges between ``start`` and ``end`` that hold anything but zeros."""
+    ranges: list[tuple[int, int]] = []
+    for pos in range(start, end, _SCAN_CHUNK):
+        chunk = read_at(pos, min(_SCAN_CHUNK, end - pos))
+        if chunk == bytes(len(chunk)):
+            continue
+        for at in range(0, len(chunk), SECTOR):
+            piece = chunk[at : at + SECTOR]
+            if piece == bytes(len(piece)):
+                continue
+            first = pos + at
+            if ranges and first - ranges[-1][1] < RAW_GAP:
+                ranges[-1] = (ranges[-1][0], first + SECTOR)
+            else:
+                ranges.append((first, first + SECTOR))
+    return tuple(ranges)
+
+
 def _describe(path: str, size: int, read_at: gpt.ReadAt) -> ShownImage:
-    table = mbr.decode_mbr(read_at(0, SECTOR))
+    sector0 = read_at(0, SECTOR)
+    table = mbr.decode_mbr(sector0)
     if table is None:
         raise InputError(f"{path} has no MBR or GPT partition table")
     if table.is_protective:
         found = gpt.decode_gpt(read_at, size // SECTOR)
         if found is None:
             raise InputError(f"{path} has a protective MBR but no valid GPT (primary or backup)")
-        return _describe_gpt(path, size, found, read_at)
+        shown = _describe_gpt(path, size, found, read_at)
+        table_end = found.first_usable * SECTOR
+    else:
+        shown = _describe_mbr(path, size, table, read_at)
+        table_end = SECTOR
+    first = min((p.start for p in shown.partitions), default=table_end)
+    return replace(
+        shown,
+        boot_code=any(sector0[: mbr.BOOT_CODE_SIZE]),
+        raw_data=_raw_data(read_at, table_end, min(first, size)),
+    )
+
+
+def _describe_mbr(path: str, size: int, table: mbr.MbrTable, read_at: gpt.ReadAt) -> ShownImage:
     partitions = []
     for slot, entry in enumerate(table.entries, start=1):
         if entry.is_empty:
@@ -174,5 +219,13 @@ def render_text(image: ShownImage) -> str:
         )
     if not image.partitions:
         lines.append("(no partitions)")
+    if image.boot_code:
+        lines.append("sector 0 holds boot code")
+    if image.raw_data:
+        spans = ", ".join(
+            f"{start // SECTOR}-{end // SECTOR - 1} ({_human(end - start)})"
+            for start, end in image.raw_data
+        )
+        lines.append(f"data before partition 1 in sectors {spans}")
     lines += [f"warning: {problem}" for problem in image.problems]
     return "\n".join(lines)

@@ -123,3 +123,44 @@ def test_show_lists_foreign_mbr_types(tmp_path: Path) -> None:
         (1, "W95 FAT32 (LBA)"),
         (3, "unknown"),
     ]
+
+
+def test_plain_images_show_no_boot_code_and_no_raw_data(tmp_path: Path) -> None:
+    for kind in ImageKind:
+        shown = read_image(table_only_image(tmp_path / f"a.{kind.value}", kind))
+        assert (shown.boot_code, shown.raw_data) == (False, ())
+        text = render_text(shown)
+        assert "boot code" not in text and "before partition 1" not in text
+        assert shown.to_dict()["raw_data"] == []
+
+
+@pytest.mark.parametrize(("kind", "first_free"), [(ImageKind.SDIMG, 1), (ImageKind.UEFIIMG, 34)])
+def test_show_reports_boot_code_and_data_before_partition_one(
+    tmp_path: Path, kind: ImageKind, first_free: int
+) -> None:
+    image = table_only_image(tmp_path / "a.img", kind)
+    with open(image, "r+b") as file:
+        file.write(b"\xeb\x63\x90")  # boot code
+        for sector, blob in (
+            (first_free, b"\x01" * 700),  # two sectors
+            (first_free + 100, b"\x02"),  # 50 KiB further: still the same range
+            (1500, b"\x03" * 512),  # far away: a range of its own
+            (2047, b"\x04"),  # the last sector before partition 1 (at 1 MiB)
+        ):
+            file.seek(sector * 512)
+            file.write(blob)
+    shown = read_image(image)
+    assert shown.boot_code
+    assert shown.raw_data == (
+        (first_free * 512, (first_free + 101) * 512),
+        (1500 * 512, 1501 * 512),
+        (2047 * 512, 2048 * 512),
+    )
+    lines = render_text(shown).splitlines()
+    assert lines[-2:] == [
+        "sector 0 holds boot code",
+        f"data before partition 1 in sectors {first_free}-{first_free + 100} (50.5 KiB), "
+        "1500-1500 (512 B), 2047-2047 (512 B)",
+    ]
+    assert json.loads(json.dumps(shown.to_dict()))["raw_data"][1] == {"start": 768000, "end": 768512}
+    assert shown.partitions == read_image(table_only_image(tmp_path / "b.img", kind)).partitions
