@@ -27,6 +27,7 @@ from pymender.image import (
     SizeRequest,
     build_filesystem,
     build_image,
+    read_image,
 )
 from pymender.image.raw import BootloaderFile
 
@@ -122,6 +123,13 @@ def test_bootloader_files_are_in_place(image: Path, inputs: dict[str, Path]) -> 
     run("cmp", "-n", str(UBOOT_SIZE), str(inputs["uboot"]), str(image), "0", str(UBOOT_SECTOR * 512))
     assert UBOOT_SECTOR * 512 + UBOOT_SIZE == EXPECTED[0][0] * MIB  # it touches partition 1
     run("cmp", "-n", "440", str(inputs["boot_code"]), str(image))
+    shown = read_image(image)
+    spl_start = SPL_SECTOR[kind] * 512
+    assert shown.boot_code
+    assert shown.raw_data == (
+        (spl_start, spl_start + -(-30_000 // 512) * 512),
+        (UBOOT_SECTOR * 512, UBOOT_SECTOR * 512 + UBOOT_SIZE),
+    )
 
 
 def test_grub_bios_boot_code_and_core_image(inputs: dict[str, Path], tmp_path: Path) -> None:
