@@ -75,7 +75,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class _Checked:
-    """A request that passed every check: the layout and where the raw files go."""
+    """A request that passed every check: the layout, where the raw files go, the boot code."""
 
     layout: DiskLayout
     bootloaders: tuple[RawPlacement, ...]
@@ -113,6 +113,20 @@ def _check(spec: ImageSpec) -> _Checked:
     _one_of(spec.data_dir, spec.data_image, "--data-dir or --data-image", required=False)
     layout = plan_layout(spec.kind, spec.sizes, spec.disk_id)
     check_rootfs_fits(layout, spec.rootfs)
+    _check_prebuilt_images(spec, layout)
+    _check_directories_and_output(spec)
+    bootloaders = tuple(place_bootloaders(layout, spec.bootloaders))
+    boot_code = b""
+    if spec.mbr_boot_code is not None:
+        boot_code = read_mbr_boot_code(spec.mbr_boot_code, spec.mbr_boot_code_length)
+    sources = [spec.rootfs, spec.boot_image, spec.data_image, spec.mbr_boot_code]
+    for source in [*sources, *(b.path for b in bootloaders)]:
+        if source is not None and spec.output.exists() and spec.output.samefile(source):
+            raise UsageError(f"output {spec.output} is also an input")
+    return _Checked(layout, bootloaders, boot_code)
+
+
+def _check_prebuilt_images(spec: ImageSpec, layout: DiskLayout) -> None:
     for image, role, size_name, what in (
         (spec.boot_image, PartitionRole.BOOT, BOOT_SIZE, "boot image"),
         (spec.data_image, PartitionRole.DATA, DATA_SIZE, "data image"),
@@ -126,6 +140,9 @@ def _check(spec: ImageSpec) -> _Checked:
                 f"{what} {image} is {size} bytes but the {role.value} partition holds {room}",
                 hint=raise_hint(size_name),
             )
+
+
+def _check_directories_and_output(spec: ImageSpec) -> None:
     directories = ((spec.boot_dir, "boot directory"), (spec.data_dir, "data directory"))
     for directory, what in directories:
         if directory is not None:
@@ -136,15 +153,6 @@ def _check(spec: ImageSpec) -> _Checked:
     for directory, what in directories:
         if directory is not None:
             check_not_inside(spec.output, directory, what)
-    bootloaders = tuple(place_bootloaders(layout, spec.bootloaders))
-    boot_code = b""
-    if spec.mbr_boot_code is not None:
-        boot_code = read_mbr_boot_code(spec.mbr_boot_code, spec.mbr_boot_code_length)
-    sources = [spec.rootfs, spec.boot_image, spec.data_image, spec.mbr_boot_code]
-    for source in [*sources, *(b.path for b in bootloaders)]:
-        if source is not None and spec.output.exists() and spec.output.samefile(source):
-            raise UsageError(f"output {spec.output} is also an input")
-    return _Checked(layout, bootloaders, boot_code)
 
 
 def partition_tables(layout: DiskLayout, boot_code: bytes = b"") -> list[tuple[int, bytes]]:
