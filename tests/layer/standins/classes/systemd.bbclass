@@ -1,2 +1,2 @@
-# Stand-in for oe-core's systemd.bbclass (tests/layer): its weak default only.
+# Stand-in for oe-core's meta/classes-recipe/systemd.bbclass (tests/layer): its weak default.
 SYSTEMD_AUTO_ENABLE ??= "enable"

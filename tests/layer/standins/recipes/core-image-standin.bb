@@ -1,3 +1,0 @@
-# Stand-in image recipe (tests/layer): an image with the layer's IMAGE_CLASSES.
-LICENSE = "MIT"
-inherit image
