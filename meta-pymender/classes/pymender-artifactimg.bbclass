@@ -6,7 +6,9 @@
 #   PYMENDER_ARTIFACT_NAME            -n (mandatory)
 #   PYMENDER_DEVICE_TYPES_COMPATIBLE  one -t per type
 #   PYMENDER_ARTIFACT_SIGNING_KEY     -k: the Artifact is signed (RSA or ECDSA P-256 PEM key)
-#   PYMENDER_ARTIFACT_SCRIPTS_DIR     one -s per file in that directory (state scripts)
+#   state scripts                     one -s per Artifact state script: those of the recipes in
+#                                     the image that inherit pymender-state-scripts, and the
+#                                     files of PYMENDER_ARTIFACT_SCRIPTS_DIR
 #   PYMENDER_ARTIFACT_PROVIDES        one -p per KEY:VALUE
 #   PYMENDER_ARTIFACT_PROVIDES_GROUP  -g
 #   PYMENDER_ARTIFACT_DEPENDS         one -d per KEY:VALUE
@@ -21,10 +23,12 @@ inherit pymender-setup pymender-size-check
 IMAGE_TYPEDEP:mender = "${PYMENDER_ROOTFS_FSTYPE}"
 do_image_mender[depends] += "pymender-native:do_populate_sysroot \
                                ${@'python3-cryptography-native:do_populate_sysroot' if d.getVar('PYMENDER_ARTIFACT_SIGNING_KEY') else ''}"
+do_image_mender[prefuncs] += "pymender_check_rootfs_size"
 # A new key, or changed scripts, make a new Artifact.
 do_image_mender[file-checksums] += "${@pymender_artifact_file_checksums(d)}"
 
-# Options of `pymender-artifact write rootfs-image` that come from variables.
+# Options of `pymender-artifact write rootfs-image` that come from variables. Each variable is
+# read by name, so BitBake makes a new Artifact when one changes.
 PYMENDER_ARTIFACT_ARGS = "${@pymender_artifact_args(d)}"
 
 def pymender_artifact_args(d):
@@ -38,13 +42,16 @@ def pymender_artifact_args(d):
         args += ["-t", device_type]
     if d.getVar("PYMENDER_ARTIFACT_SIGNING_KEY"):
         args += ["-k", d.getVar("PYMENDER_ARTIFACT_SIGNING_KEY")]
-    for option, variable in (("-p", "PYMENDER_ARTIFACT_PROVIDES"), ("-d", "PYMENDER_ARTIFACT_DEPENDS"),
-                             ("-G", "PYMENDER_ARTIFACT_DEPENDS_GROUPS"),
-                             ("-N", "PYMENDER_ARTIFACT_NAME_DEPENDS")):
-        for value in (d.getVar(variable) or "").split():
-            args += [option, value]
+    for value in (d.getVar("PYMENDER_ARTIFACT_PROVIDES") or "").split():
+        args += ["-p", value]
     if d.getVar("PYMENDER_ARTIFACT_PROVIDES_GROUP"):
         args += ["-g", d.getVar("PYMENDER_ARTIFACT_PROVIDES_GROUP")]
+    for value in (d.getVar("PYMENDER_ARTIFACT_DEPENDS") or "").split():
+        args += ["-d", value]
+    for value in (d.getVar("PYMENDER_ARTIFACT_DEPENDS_GROUPS") or "").split():
+        args += ["-G", value]
+    for value in (d.getVar("PYMENDER_ARTIFACT_NAME_DEPENDS") or "").split():
+        args += ["-N", value]
     return " ".join(shlex.quote(arg) for arg in args)
 
 def pymender_artifact_file_checksums(d):
@@ -57,15 +64,16 @@ def pymender_artifact_file_checksums(d):
 
 pymender_artifact_image() {
     rootfs="${IMGDEPLOYDIR}/${IMAGE_NAME}.${PYMENDER_ROOTFS_FSTYPE}"
-    pymender_check_rootfs_size "$rootfs"
     set --
-    if [ -n "${PYMENDER_ARTIFACT_SCRIPTS_DIR}" ]; then
-        for script in "${PYMENDER_ARTIFACT_SCRIPTS_DIR}"/*; do
-            if [ -f "$script" ]; then
-                set -- "$@" -s "$script"
-            fi
-        done
-    fi
+    for directory in "${PYMENDER_IMAGE_ARTIFACT_SCRIPTS}" "${PYMENDER_ARTIFACT_SCRIPTS_DIR}"; do
+        if [ -n "$directory" ] && [ -d "$directory" ]; then
+            for script in "$directory"/*; do
+                if [ -f "$script" ]; then
+                    set -- "$@" -s "$script"
+                fi
+            done
+        fi
+    done
     pymender-artifact write rootfs-image ${PYMENDER_ARTIFACT_ARGS} "$@" --no-progress \
         ${PYMENDER_ARTIFACT_EXTRA_ARGS} -f "$rootfs" -o "${IMGDEPLOYDIR}/${IMAGE_NAME}.mender"
 }

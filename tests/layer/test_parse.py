@@ -13,20 +13,28 @@ from helpers import REPO
 
 pytest.importorskip("bb")
 from layer import bbparse  # noqa: E402
-from layer.bbparse import LAYER, STANDINS, Fatal, capture_warnings, configuration, local_conf, recipe  # noqa: E402
+from layer.bbparse import (  # noqa: E402
+    FATAL_ERRORS,
+    IMAGE,
+    LAYER,
+    STANDINS,
+    UPDATER,
+    capture_warnings,
+    configuration,
+    kas_local_conf,
+    local_conf,
+    recipe,
+)
 
 RECIPES = bbparse.layer_files(".bb")
 APPENDS = {
     "base-files": LAYER / "recipes-core" / "base-files" / "base-files_%.bbappend",
     "grub-efi": LAYER / "recipes-bsp" / "grub" / "grub-efi_%.bbappend",
-    "u-boot": LAYER / "recipes-bsp" / "u-boot" / "u-boot_%.bbappend",
 }
 STANDIN_RECIPES = {
     "base-files": STANDINS / "recipes" / "base-files_3.0.14.bb",
     "grub-efi": STANDINS / "recipes" / "grub-efi_2.12.bb",
-    "u-boot": STANDINS / "recipes" / "u-boot_2024.01.bb",
 }
-IMAGE = STANDINS / "recipes" / "core-image-standin.bb"
 
 
 def test_layer_has_every_kind_of_file() -> None:
@@ -49,6 +57,8 @@ def test_recipe_parses_in_every_variant(tmp_path: Path, path: Path) -> None:
     assert "" in variants
     if path.name.startswith("pymender_"):
         assert set(variants) == {"", "native", "nativesdk"}
+    for data in variants.values():
+        assert data.getVar("__SKIPPED") is None
 
 
 @pytest.mark.parametrize("name", sorted(APPENDS))
@@ -68,7 +78,6 @@ def test_class_parses_in_an_image(tmp_path: Path, path: Path) -> None:
 def test_every_include_is_read_when_opted_in(tmp_path: Path) -> None:
     read: set[str] = set()
     for bootloader in ("grub", "uboot"):
-        (tmp_path / bootloader).mkdir()
         d = configuration(tmp_path / bootloader, local_conf(f'PYMENDER_BOOTLOADER = "{bootloader}"'))
         for name, append in APPENDS.items():
             read.update(recipe(d, STANDIN_RECIPES[name], [append])[""].getVar("BBINCLUDED").split())
@@ -79,24 +88,27 @@ def test_opt_in_adds_image_types_and_updater(tmp_path: Path) -> None:
     d = configuration(tmp_path, local_conf('PYMENDER_IMAGE_TYPES = "sdimg uefiimg"'))
     image = recipe(d, IMAGE)[""]
     assert image.getVar("IMAGE_FSTYPES").split()[-3:] == ["mender", "sdimg", "uefiimg"]
-    assert {"pymender", "kernel-image"} <= set(image.getVar("IMAGE_INSTALL").split())
+    assert {"pymender", "pymender-config", "kernel-image"} <= set(image.getVar("IMAGE_INSTALL").split())
     for image_type in ("sdimg", "uefiimg", "mender"):
         assert image.getVar(f"IMAGE_CMD:{image_type}")
         assert "pymender-native:do_populate_sysroot" in image.getVarFlag(f"do_image_{image_type}", "depends")
-    assert image.getVar("IMAGE_ROOTFS_SIZE") == image.getVar("PYMENDER_CALC_ROOTFS_SIZE")
 
 
 def test_artifact_options_come_from_the_variables(tmp_path: Path) -> None:
     d = configuration(tmp_path, local_conf(
         'PYMENDER_DEVICE_TYPES_COMPATIBLE = "board-a board-b"',
         'PYMENDER_ARTIFACT_SIGNING_KEY = "/keys/sign.pem"',
-        'PYMENDER_ARTIFACT_PROVIDES = "data.version:3"',
-        'PYMENDER_ARTIFACT_DEPENDS_GROUPS = "beta"',
+        'PYMENDER_ARTIFACT_PROVIDES = "data.version:3 data.checksum:abc"',
+        'PYMENDER_ARTIFACT_PROVIDES_GROUP = "fleet"',
+        'PYMENDER_ARTIFACT_DEPENDS = "rootfs-image.version:1"',
+        'PYMENDER_ARTIFACT_DEPENDS_GROUPS = "beta gamma"',
+        'PYMENDER_ARTIFACT_NAME_DEPENDS = "release-0"',
     ))
     image = recipe(d, IMAGE)[""]
     assert image.getVar("PYMENDER_ARTIFACT_ARGS").split() == [
         "-n", "release-1", "-t", "board-a", "-t", "board-b", "-k", "/keys/sign.pem",
-        "-p", "data.version:3", "-G", "beta"]
+        "-p", "data.version:3", "-p", "data.checksum:abc", "-g", "fleet", "-d", "rootfs-image.version:1",
+        "-G", "beta", "-G", "gamma", "-N", "release-0"]
     assert "python3-cryptography-native" in image.getVarFlag("do_image_mender", "depends")
 
 
@@ -119,21 +131,8 @@ def test_rootfs_size_agrees_with_pymender_image(tmp_path: Path, sizes: dict[str,
 
 
 def test_missing_artifact_name_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(Fatal, match="^PYMENDER_ARTIFACT_NAME is not set"), capture_warnings():
+    with pytest.raises(FATAL_ERRORS, match="^PYMENDER_ARTIFACT_NAME is not set"), capture_warnings():
         configuration(tmp_path, local_conf(artifact_name=None))
-
-
-def kas_local_conf(machine_file: str) -> str:
-    """local.conf as kas writes it for ``kas/<machine_file>`` (plus the machine's arch, which
-    oe-core's machine configuration would set)."""
-    import yaml
-
-    parts = []
-    for name in ("include/common.yml", machine_file):
-        parts += yaml.safe_load((REPO / "kas" / name).read_text())["local_conf_header"].values()
-    machine = yaml.safe_load((REPO / "kas" / machine_file).read_text())["machine"]
-    parts.append(f'MACHINE = "{machine}"\nTARGET_ARCH = "aarch64"\nTRANSLATED_TARGET_ARCH = "aarch64"\n')
-    return "\n".join(parts)
 
 
 def test_kas_qemuarm64_selects_the_uboot_path(tmp_path: Path) -> None:
@@ -141,8 +140,8 @@ def test_kas_qemuarm64_selects_the_uboot_path(tmp_path: Path) -> None:
     assert d.getVar("PYMENDER_BOOTLOADER") == "uboot"
     assert d.getVar("PYMENDER_BOOT_PART_MOUNT_LOCATION") == "/uboot"
     assert d.getVar("PYMENDER_KERNEL_ARGS") == "rw console=ttyAMA0,115200"
-    assert "u-boot" in d.getVar("EXTRA_IMAGEDEPENDS").split()
     image = recipe(d, IMAGE)[""]
+    assert "u-boot" in image.getVar("EXTRA_IMAGEDEPENDS").split()
     assert "pymender-ubootenv" in image.getVar("IMAGE_INSTALL").split()
     depends = image.getVarFlag("do_image_sdimg", "depends").split()
     assert "pymender-ubootenv:do_deploy" in depends
@@ -167,12 +166,12 @@ def test_uboot_defaults_follow_the_bootloader(tmp_path: Path) -> None:
 
 
 def test_unknown_bootloader_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(Fatal, match='PYMENDER_BOOTLOADER must be "grub" or "uboot"'), capture_warnings():
+    with pytest.raises(FATAL_ERRORS, match='PYMENDER_BOOTLOADER must be "grub" or "uboot"'), capture_warnings():
         configuration(tmp_path, local_conf('PYMENDER_BOOTLOADER = "barebox"'))
 
 
 def test_systemd_is_required(tmp_path: Path) -> None:
-    with pytest.raises(Fatal, match='INIT_MANAGER = "systemd"'), capture_warnings():
+    with pytest.raises(FATAL_ERRORS, match='INIT_MANAGER = "systemd"'), capture_warnings():
         configuration(tmp_path, local_conf('DISTRO_FEATURES = "ipv4"'))
 
 
@@ -229,7 +228,7 @@ def test_rdepends_are_exactly_the_imported_modules(tmp_path: Path) -> None:
     assert not unknown, f"map {sorted(unknown)} to their python3-* package here and in the recipe"
     wanted = {"python3-core"} | {STDLIB_PACKAGES[m] for m in modules if STDLIB_PACKAGES.get(m)}
     d = configuration(tmp_path, local_conf())
-    target = recipe(d, LAYER / "recipes-pymender" / "pymender" / "pymender_0.1.0.bb")[""]
+    target = recipe(d, UPDATER)[""]
     assert set(target.getVar("RDEPENDS:pymender").split()) == wanted
     flags = target.getVarFlags("PACKAGECONFIG")
     assert flags["verify"].split(",")[3] == "python3-cryptography"
@@ -240,21 +239,43 @@ def test_every_documented_variable_is_known(tmp_path: Path) -> None:
     d = configuration(tmp_path, local_conf())
     known = set(d.getVar("PYMENDER_KNOWN_VARIABLES").split())
     readme = (LAYER / "README.md").read_text()
-    for name in known - {"PYMENDER_KNOWN_VARIABLES", "PYMENDER_UNPACKDIR", "PYMENDER_ARTIFACT_ARGS",
-                         "PYMENDER_IMAGE_ARGS"}:
+    internal = {name for name in known if name.startswith(("PYMENDER_KNOWN", "PYMENDER_FOREIGN"))} | {
+        "PYMENDER_UNPACKDIR", "PYMENDER_ARTIFACT_ARGS", "PYMENDER_IMAGE_ARGS", "PYMENDER_DATAIMG_ARGS",
+        "PYMENDER_IMAGE_ROOTFS_SIZE", "PYMENDER_BOOT_FILES_DIR", "PYMENDER_PART_IMAGE_DEPENDS",
+        "PYMENDER_DATA_CONTENT", "PYMENDER_BOOT_CONTENT", "PYMENDER_IMAGE_ARTIFACT_SCRIPTS",
+        "PYMENDER_STATE_SCRIPTS_STAGING", "PYMENDER_ROOTFS_FSTYPES_SUPPORTED", "PYMENDER_BOOTLOADER_FILE_PATH",
+        "PYMENDER_MBR_BOOTLOADER_FILE_PATH", "PYMENDER_DATA_IMAGE_TYPE"}
+    for name in known - internal:
         assert name in readme, f"{name} is not in meta-pymender/README.md"
+    setup = (LAYER / "classes" / "pymender-setup.bbclass").read_text()
+    for name in known - internal:
+        assert name in setup, f"{name} is not described in pymender-setup.bbclass"
 
 
 def test_updater_recipe_defaults(tmp_path: Path) -> None:
     d = configuration(tmp_path, local_conf())
-    target = recipe(d, LAYER / "recipes-pymender" / "pymender" / "pymender_0.1.0.bb")[""]
+    target = recipe(d, UPDATER)[""]
     assert target.getVar("SYSTEMD_AUTO_ENABLE") == "disable"
     assert target.getVar("SYSTEMD_SERVICE:pymender") == "pymender.service"
+    assert target.getVar("PYMENDER_SOURCE") == "local"
     assert target.getVar("PYMENDER_SRC_DIR") == str(REPO)
     assert target.getVar("PV") == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert "python_setuptools_build_meta" in " ".join(target.getVar("__inherit_cache", False))
     backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["build-backend"]
     assert backend == "setuptools.build_meta"
-    enabled = configuration(tmp_path, local_conf('PYMENDER_ARTIFACT_VERIFY_KEY = "/keys/verify.pem"'))
-    target = recipe(enabled, LAYER / "recipes-pymender" / "pymender" / "pymender_0.1.0.bb")[""]
-    assert target.getVar("PACKAGECONFIG") == "verify"
+    assert target.getVar("PACKAGECONFIG") == ""
+    config = recipe(configuration(tmp_path, local_conf('PYMENDER_ARTIFACT_VERIFY_KEY = "/keys/verify.pem"')),
+                    LAYER / "recipes-pymender" / "pymender-config" / "pymender-config_1.0.bb")[""]
+    assert config.getVar("RDEPENDS:pymender-config").split() == ["python3-cryptography", "pymender"]
+
+
+def test_standins_define_every_oe_core_variable_the_layer_uses(tmp_path: Path) -> None:
+    """A directory variable the stand-ins lack would expand to nothing in a shell task, and the
+    layer tests and test images would install files in the wrong place unnoticed."""
+    import re
+
+    d = configuration(tmp_path, local_conf())
+    used = set()
+    for path in bbparse.layer_files(".bb", ".bbclass", ".inc", ".bbappend"):
+        used |= set(re.findall(r"\$\{([a-z][a-z_]*)\}", path.read_text()))
+    assert used and not [name for name in sorted(used) if d.getVar(name) is None]

@@ -10,37 +10,72 @@ SECTION = "admin"
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=83cc2b9f844f7cd7fe31ac2e7e552bde"
 
-# The layer lives inside pymender's repository: the Python package is fetched from that
-# checkout (PYMENDER_SRC_DIR, set in conf/layer.conf), so the layer builds what it is shipped
-# with and needs no network. Each SRC_URI file is checksummed: an edit rebuilds the recipe.
-# Everything lands in ${S} (= ${BP} in the unpack directory on scarthgap and wrynose alike).
-# PYMENDER_SRC_DIR: the repository holding this layer, unless set to another source tree.
+# Where the Python package comes from (PYMENDER_SOURCE):
+#   "local" (the default): the pymender source tree PYMENDER_SRC_DIR, by default the repository
+#     that holds this layer, so the layer builds the updater it is shipped with and needs no
+#     network. Each file is fetched with file:// (compiled __pycache__ files left out), so an
+#     edit rebuilds the recipe and a test run does not. When the tree is not there (the layer
+#     was copied on its own), the recipe is skipped with a message that says what to set; the
+#     rest of the build parses as before.
+#   "git": the pinned release PYMENDER_GIT_URI at PYMENDER_GIT_SRCREV.
+# The unit, the tmpfiles snippet and the configuration come from this layer in both cases.
+PYMENDER_SOURCE ??= "local"
 PYMENDER_SRC_DIR ??= "${@os.path.normpath(os.path.join(d.getVar('THISDIR'), '..', '..', '..'))}"
+# The project's public repository and the commit of the release this layer version was made
+# with; change both together.
+PYMENDER_GIT_URI ??= "git://git.pymender.example/pymender.git;protocol=https;branch=main"
+PYMENDER_GIT_SRCREV ??= "9e747ca4bc408e2e856af6f4d02db61406f2f673"
+
 FILESEXTRAPATHS:prepend := "${PYMENDER_SRC_DIR}:"
-SRC_URI = "file://pyproject.toml;subdir=${BP} \
-           file://README.md;subdir=${BP} \
-           file://LICENSE;subdir=${BP} \
-           file://src/pymender;subdir=${BP} \
+SRC_URI = "${@pymender_source_uris(d)} \
            file://pymender.service;subdir=${BP}/layer-files \
-           file://pymender.conf.in;subdir=${BP}/layer-files \
            file://pymender-tmpfiles.conf;subdir=${BP}/layer-files \
            "
+SRCREV = "${PYMENDER_GIT_SRCREV}"
+
+def pymender_source_uris(d):
+    """The SRC_URI entries of the Python package, for PYMENDER_SOURCE."""
+    if d.getVar("PYMENDER_SOURCE") == "git":
+        return "%s;destsuffix=%s" % (d.getVar("PYMENDER_GIT_URI"), d.getVar("BP"))
+    top = d.getVar("PYMENDER_SRC_DIR")
+    if not os.path.isfile(os.path.join(top, "pyproject.toml")):
+        return ""
+    names = ["pyproject.toml", "README.md", "LICENSE"]
+    for root, dirs, files in os.walk(os.path.join(top, "src", "pymender")):
+        dirs[:] = sorted(name for name in dirs if name != "__pycache__")
+        names += [os.path.relpath(os.path.join(root, name), top) for name in sorted(files)
+                  if not name.endswith((".pyc", ".pyo"))]
+    return " ".join("file://%s;subdir=%s" % (name, d.getVar("BP")) for name in names)
+
+# The checkout's place is not part of the signature (its files' checksums are): two checkouts
+# of the same sources build the same pymender.
+pymender_source_uris[vardepsexclude] = "PYMENDER_SRC_DIR"
+
+python () {
+    source = d.getVar("PYMENDER_SOURCE")
+    if source not in ("local", "git"):
+        bb.fatal("PYMENDER_SOURCE must be \"local\" or \"git\", not \"%s\"" % source)
+    top = d.getVar("PYMENDER_SRC_DIR")
+    if source == "local" and not os.path.isfile(os.path.join(top, "pyproject.toml")):
+        raise bb.parse.SkipRecipe("pymender's source tree is not at %s (PYMENDER_SRC_DIR): set "
+                                  "PYMENDER_SRC_DIR to a pymender checkout, or PYMENDER_SOURCE = \"git\" "
+                                  "to fetch the pinned release" % top)
+}
+
+S = "${PYMENDER_UNPACKDIR}/${BP}"
 
 inherit python_setuptools_build_meta systemd pymender-setup
 
-# verify: signature checks (on by itself when PYMENDER_ARTIFACT_VERIFY_KEY is set)
+# verify: signature checks (pymender-config turns it on when PYMENDER_ARTIFACT_VERIFY_KEY is set)
 # zstd: zstd-compressed Artifacts; python3-zstandard comes from meta-python
-PACKAGECONFIG ??= "${@'verify' if d.getVar('PYMENDER_ARTIFACT_VERIFY_KEY') else ''}"
+PACKAGECONFIG ??= ""
 PACKAGECONFIG[verify] = ",,,python3-cryptography"
 PACKAGECONFIG[zstd] = ",,,python3-zstandard"
 
 FILES:${PN} += "${systemd_system_unitdir}/pymender.service \
                 ${nonarch_libdir}/tmpfiles.d/pymender.conf \
-                ${sysconfdir}/pymender \
                 ${localstatedir}/lib/pymender \
-                /data/pymender \
                 "
-CONFFILES:${PN} = "${sysconfdir}/pymender/pymender.conf"
 
 # Only the standard library modules pymender imports (checked by the layer tests), plus
 # cryptography when Artifacts are verified and zstandard for zstd Artifacts.
@@ -54,43 +89,14 @@ SYSTEMD_SERVICE:${PN} = "pymender.service"
 SYSTEMD_AUTO_ENABLE ?= "disable"
 
 PYMENDER_FILES = "${S}/layer-files"
-PYMENDER_GENERATED = "${WORKDIR}/pymender-generated"
 
-# The configuration and the device type, from the PYMENDER_* variables (target only).
-python do_pymender_generate() {
-    import json
-    if bb.data.inherits_class("native", d) or bb.data.inherits_class("nativesdk", d):
-        return
-    out = d.getVar("PYMENDER_GENERATED")
-    pymender_render(d, os.path.join(d.getVar("PYMENDER_FILES"), "pymender.conf.in"),
-                    os.path.join(out, "pymender.conf.rendered"))
-    with open(os.path.join(out, "pymender.conf.rendered"), encoding="utf-8") as rendered:
-        config = json.load(rendered)
-    if d.getVar("PYMENDER_ARTIFACT_VERIFY_KEY"):
-        config["ArtifactVerifyKey"] = os.path.join(d.getVar("sysconfdir"), "pymender",
-                                                   "artifact-verify-key.pem")
-    with open(os.path.join(out, "pymender.conf"), "w", encoding="utf-8") as conf:
-        conf.write(json.dumps(config, indent=2) + "\n")
-    with open(os.path.join(out, "device_type"), "w", encoding="utf-8") as device_type:
-        device_type.write("device_type=%s\n" % d.getVar("PYMENDER_DEVICE_TYPE"))
-}
-do_pymender_generate[cleandirs] = "${PYMENDER_GENERATED}"
-do_pymender_generate[vardeps] += "PYMENDER_ROOTFS_PART_A PYMENDER_ROOTFS_PART_B PYMENDER_BOOTLOADER"
-addtask pymender_generate after do_unpack before do_install
-
-do_install[file-checksums] += "${@'%s:True' % d.getVar('PYMENDER_ARTIFACT_VERIFY_KEY') if d.getVar('PYMENDER_ARTIFACT_VERIFY_KEY') else ''}"
-
+# The machine's configuration and device type are in pymender-config (MACHINE_ARCH); this
+# package is the same for every machine of one architecture.
 do_install:append:class-target() {
-    install -d ${D}${systemd_system_unitdir} ${D}${nonarch_libdir}/tmpfiles.d ${D}${sysconfdir}/pymender
+    install -d ${D}${systemd_system_unitdir} ${D}${nonarch_libdir}/tmpfiles.d ${D}${localstatedir}/lib
     install -m 0644 ${PYMENDER_FILES}/pymender.service ${D}${systemd_system_unitdir}/pymender.service
     install -m 0644 ${PYMENDER_FILES}/pymender-tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/pymender.conf
-    install -m 0644 ${PYMENDER_GENERATED}/pymender.conf ${D}${sysconfdir}/pymender/pymender.conf
-    if [ -n "${PYMENDER_ARTIFACT_VERIFY_KEY}" ]; then
-        install -m 0644 "${PYMENDER_ARTIFACT_VERIFY_KEY}" ${D}${sysconfdir}/pymender/artifact-verify-key.pem
-    fi
     # State and device type live on /data, which survives rootfs updates.
-    install -d ${D}/data/pymender ${D}${localstatedir}/lib
-    install -m 0644 ${PYMENDER_GENERATED}/device_type ${D}/data/pymender/device_type
     ln -sf /data/pymender ${D}${localstatedir}/lib/pymender
 }
 
