@@ -21,6 +21,8 @@ arm64 always runs under TCG on an x86-64 host.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
 import os
 import re
 import secrets
@@ -29,6 +31,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +41,11 @@ import pexpect
 
 #: The machines: the test image's architecture name -> its QEMU.
 QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+#: The same machines by their oe-core names (the layer's QEMU script knows them so).
+OE_MACHINES = {"x86_64": "qemux86-64", "arm64": "qemuarm64"}
 QEMU = QEMU_BINARIES["x86_64"]
 #: Debian's U-Boot for QEMU's arm64 virt machine (package u-boot-qemu): distro boot, virtio.
 UBOOT_ARM64 = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
-#: The emulated arm64 CPU. Cortex-A57 (ARMv8.0) has no pointer authentication, whose emulation
-#: makes ``max`` several times slower under TCG; Debian's arm64 kernel runs on it.
-ARM64_CPU = "cortex-a57"
 OVMF_CODE_CANDIDATES = (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_CODE.fd"))
 #: Where the guest reaches the host's loopback in QEMU's user-mode network (``host_access``).
 HOST_ADDRESS = "10.0.2.2"
@@ -58,6 +60,21 @@ KERNEL_RESTARTING = re.compile(r"reboot: Restarting system")
 #: power itself: the guest has finished, only the emulated reset is missing.
 RESET_GRACE = 30.0
 _RC_MARK = "@@PMRC"
+
+
+def _load_run_script() -> types.ModuleType:
+    """meta-pymender's scripts/pymender-qemu, which boots a build's disk image: the harness
+    starts its machines with the same board, firmware and disk options."""
+    path = Path(__file__).resolve().parents[2] / "meta-pymender" / "scripts" / "pymender-qemu"
+    loader = importlib.machinery.SourceFileLoader("pymender_qemu", str(path))
+    spec = importlib.util.spec_from_loader("pymender_qemu", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+RUN_SCRIPT = _load_run_script()
 
 
 class MachineError(Exception):
@@ -113,16 +130,19 @@ def ovmf_vars_template(code: Path) -> Path:
     return code.with_name(code.name.replace("CODE", "VARS"))
 
 
-def overlay_disk(base: Path, overlay: Path) -> Path:
-    """A fresh writable disk on top of ``base`` (left untouched): a qcow2 overlay, else a copy."""
+def overlay_disk(base: Path, overlay: Path, extra_mb: int = 0) -> Path:
+    """A fresh writable disk on top of ``base`` (left untouched): a qcow2 overlay, else a copy;
+    ``extra_mb`` MiB larger than the image (a disk the image is written to is often larger)."""
+    size = base.stat().st_size + extra_mb * 1024 * 1024
     if shutil.which("qemu-img"):
         subprocess.run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base.resolve()),
-             str(overlay)],
+             str(overlay), str(size)],
             check=True,
         )
     else:
         subprocess.run(["cp", "--sparse=always", str(base), str(overlay)], check=True)
+        os.truncate(overlay, size)
     return overlay
 
 
@@ -217,9 +237,7 @@ class Machine:
         args = [QEMU_BINARIES[cfg.arch], *self._board_args(), "-m", str(cfg.memory_mb),
                 "-smp", str(cfg.cpus), "-no-reboot", "-nodefaults", "-display", "none",
                 "-monitor", "none",
-                "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-                "-drive", f"if=none,id=disk0,format={disk_format(cfg.disk)},file={cfg.disk}",
-                "-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
+                "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"]
         for index, extra in enumerate(cfg.extra_disks, start=1):
             args += ["-drive", f"if=none,id=disk{index},format={disk_format(extra)},file={extra}",
                      "-device", f"virtio-blk-pci,drive=disk{index},serial=disk{index}"]
@@ -232,13 +250,13 @@ class Machine:
         return args
 
     def _board_args(self) -> list[str]:
-        """The board and its firmware. U-Boot's distro boot tries the virtio disks in order, so
-        the system disk, the first one on the PCI bus, is where it finds the boot script."""
-        if self.config.arch == "arm64":
-            return ["-M", "virt", "-cpu", ARM64_CPU, "-bios", str(self._firmware)]
-        return ["-M", "q35",
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={self._firmware}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={self._ovmf_vars}"]
+        """The board, its firmware and the system disk, as the layer's pymender-qemu gives them.
+        U-Boot's distro boot tries the virtio disks in order, so the system disk, the first one
+        on the PCI bus, is where it finds the boot script."""
+        args: list[str] = RUN_SCRIPT.machine_args(
+            OE_MACHINES[self.config.arch], self.config.disk, self._firmware, self._ovmf_vars,
+            disk_format(self.config.disk))
+        return args
 
     def start(self) -> str:
         """Power on and wait for the shell; returns what the boot printed."""

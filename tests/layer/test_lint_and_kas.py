@@ -67,3 +67,16 @@ def test_schema_rejects_a_typo() -> None:
 
     validator = jsonschema.validators.validator_for(CONFIGSCHEMA)(CONFIGSCHEMA)
     assert list(validator.iter_errors({"header": {"version": 14}, "machin": "qemux86-64"}))
+
+
+@pytest.mark.parametrize("machine", ["qemux86-64", "qemuarm64"])
+def test_kas_files_say_how_to_boot_what_they_build(machine: str) -> None:
+    import re
+
+    text = (REPO / "kas" / f"{machine}.yml").read_text()
+    comment = "\n".join(line[1:].strip() for line in text.splitlines() if line.startswith("#"))
+    assert "meta-pymender/scripts/pymender-qemu" in comment
+    assert (LAYER / "scripts" / "pymender-qemu").is_file()
+    deploy = f"build/tmp-glibc/deploy/images/{machine}/core-image-minimal-{machine}.rootfs.sdimg"
+    assert deploy in re.sub(r"\\\s+", "", comment)
+    assert "/dev/vda" in comment
