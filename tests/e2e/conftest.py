@@ -145,13 +145,14 @@ BootMachine = Callable[..., Machine]
 def boot(test_image: E2EImage, tmp_path: Path, request: pytest.FixtureRequest
          ) -> Iterator[BootMachine]:
     """``boot(**config)`` powers on a machine of the image's architecture on a fresh overlay of
-    the image and waits for its shell. Keyword arguments go to :class:`qemu.MachineConfig`
-    (``extra_disks``, ``host_access``, ...). Every machine is killed at the end of the test."""
+    the image and waits for its shell. ``larger_disk_mb`` makes the disk that much larger than
+    the image; other keyword arguments go to :class:`qemu.MachineConfig` (``extra_disks``,
+    ``host_access``, ...). Every machine is killed at the end of the test."""
     machines: list[Machine] = []
     name = re.sub(r"[^\w.-]+", "_", request.node.nodeid.split("::", 1)[-1])
 
-    def start(**options: Any) -> Machine:
-        disk = overlay_disk(test_image.disk, tmp_path / f"disk{len(machines)}.qcow2")
+    def start(larger_disk_mb: int = 0, **options: Any) -> Machine:
+        disk = overlay_disk(test_image.disk, tmp_path / f"disk{len(machines)}.qcow2", larger_disk_mb)
         log = LOG_DIR / f"{name}{'-' + str(len(machines)) if machines else ''}.log"
         if log.exists():
             log.unlink()

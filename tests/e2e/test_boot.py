@@ -23,9 +23,14 @@ from e2e.qemu import Machine, make_fat_disk
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
+#: The factory machine's disk is this much larger than the image, as real disks are: the data
+#: partition grows into the rest on the first boot.
+LARGER_DISK_MB = 256
+
+
 @pytest.fixture
 def machine(boot: BootMachine) -> Iterator[Machine]:
-    yield boot()
+    yield boot(larger_disk_mb=LARGER_DISK_MB)
 
 
 def test_factory_image_boots_rootfs_a_with_pymender_set_up(
@@ -53,6 +58,15 @@ def test_factory_image_boots_rootfs_a_with_pymender_set_up(
     assert machine.check("readlink /var/lib/pymender") == "/data/pymender"
     assert machine.check("cat /var/lib/pymender/device_type") == (
         f"device_type={test_image.device_type}")
+
+    # The data partition grew into the rest of the larger disk before /data was mounted, and its
+    # filesystem with it (the layer's grow unit and the x-systemd.growfs mount option).
+    assert machine.check("systemctl is-active pymender-grow-data.service") == "active"
+    data = test_image.partitions["data"].rsplit("/", 1)[1]
+    partition_mb = int(machine.check(f"cat /sys/class/block/{data}/size")) // 2048
+    assert partition_mb >= 128 + LARGER_DISK_MB
+    filesystem_mb = int(machine.check("df --block-size=1M --output=size /data | tail -n 1"))
+    assert filesystem_mb >= 128 + LARGER_DISK_MB - 16
 
     # The unit is installed and disabled (standalone mode); the boot did not degrade.
     assert machine.run("systemctl is-enabled pymender.service") == (1, "disabled")

@@ -1,20 +1,21 @@
-"""The layer installs the very runtime files the e2e test image installs, rendered the same way.
+"""The QEMU test images are what the layer's code builds.
 
-scripts/build-test-image reads them from meta-pymender/recipes-*/.../files and fills their
-@PYMENDER_...@ placeholders; the layer's recipes fetch the same files and fill them with
-pymender_render. Both must give the same bytes for the same values.
+scripts/build-test-image assembles each test image by running the layer's own tasks and image
+functions (tests/layer/layerrun.py): the packages' do_install, the boot loader integration's
+do_compile and do_deploy, the rootfs post-processing and the image types' functions
+pymender_part_image and pymender_artifact_image. Here the same steps run on a miniature root
+filesystem for both machines, and the result is checked part by part; the end-to-end tests boot
+the real thing. Every runtime file of the layer is fetched by one of its recipes.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
-import re
-import shutil
 import subprocess
 import sys
-import textwrap
 import types
 from pathlib import Path
 
@@ -24,13 +25,9 @@ from helpers import REPO, require_tool
 
 pytest.importorskip("bb")
 from layer import bbparse  # noqa: E402
-from layer.bbparse import LAYER, configuration, layer_function, local_conf, recipe  # noqa: E402
+from layer.bbparse import LAYER, configuration, local_conf, recipe  # noqa: E402
 
-#: Directories of files the layer installs in the image. recipes-bsp/u-boot/files is left out: it
-#: holds a configuration fragment for building U-Boot, which the test image does not build (it
-#: runs Debian's U-Boot, which has those commands).
-BUILD_ONLY_DIRS = {LAYER / "recipes-bsp" / "u-boot" / "files"}
-FILES_DIRS = sorted(set(LAYER.glob("recipes-*/*/files")) - BUILD_ONLY_DIRS)
+FILES_DIRS = sorted(LAYER.glob("recipes-*/*/files"))
 
 
 def build_test_image() -> types.ModuleType:
@@ -46,12 +43,17 @@ def build_test_image() -> types.ModuleType:
 
 
 def src_uri_files(tmp_path: Path) -> set[Path]:
-    """Every file:// of the layer's recipes and bbappend includes, resolved to its file."""
-    d = configuration(tmp_path, local_conf())
+    """Every file:// of the layer's recipes, their bbappend includes and what pymender-full adds
+    to the board's U-Boot recipe, resolved to its file."""
     found = set()
-    datastores = [recipe(d, p)[""] for p in bbparse.layer_files(".bb")]
-    datastores.append(recipe(d, bbparse.STANDINS / "recipes" / "base-files_3.0.14.bb",
-                             [LAYER / "recipes-core" / "base-files" / "base-files_%.bbappend"])[""])
+    datastores = []
+    for fstype in ("ext4", "btrfs", "squashfs"):
+        d = configuration(tmp_path / fstype, local_conf('PYMENDER_BOOTLOADER = "uboot"', 'UBOOT_MACHINE = "x"',
+                                                         f'PYMENDER_ROOTFS_FSTYPE = "{fstype}"'))
+        datastores += [recipe(d, p)[""] for p in bbparse.layer_files(".bb")]
+        datastores.append(recipe(d, bbparse.STANDINS / "recipes" / "base-files_3.0.14.bb",
+                                 [LAYER / "recipes-core" / "base-files" / "base-files_%.bbappend"])[""])
+        datastores.append(recipe(d, bbparse.STANDINS / "recipes" / "u-boot_2024.01.bb")[""])
     for data in datastores:
         for uri in data.getVar("SRC_URI").split():
             name = uri[len("file://"):].split(";")[0]
@@ -61,111 +63,115 @@ def src_uri_files(tmp_path: Path) -> set[Path]:
     return found
 
 
-def test_e2e_image_reads_the_layer_files() -> None:
-    script = build_test_image()
-    assert Path(script.GRUB_FILES) == LAYER / "recipes-bsp" / "pymender-grubenv" / "files"
-    assert Path(script.PYMENDER_FILES) == LAYER / "recipes-pymender" / "pymender" / "files"
-    text = (REPO / "scripts" / "build-test-image").read_text()
-    for directory in FILES_DIRS:
-        for path in directory.iterdir():
-            assert f'"{path.name}"' in text, f"build-test-image does not install {path.name}"
-
-
 def test_layer_installs_every_runtime_file(tmp_path: Path) -> None:
     every = {p for d in FILES_DIRS for p in d.iterdir() if p.is_file()}
     assert every and src_uri_files(tmp_path) == every
 
 
-def test_placeholders_render_identically(tmp_path: Path) -> None:
+MINIATURE = {
+    "etc/fstab": "# the distribution's own lines\n/dev/root / auto defaults 1 1\n",
+    "etc/hostname": "board\n",
+    "boot/vmlinuz": "kernel\n",
+    "boot/initrd.img": "initramfs\n",
+    "usr/lib/systemd/system/.keep": "",
+    "usr/lib/python3/dist-packages/.keep": "",
+    # What a pymender-state-scripts recipe's package installs: an Artifact script to stage.
+    "usr/share/pymender/artifact-scripts/ArtifactInstall_Enter_10_hello": "#!/bin/sh\necho hello\n",
+}
+
+
+@pytest.fixture
+def assemble(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """``assemble(arch)``: build-test-image's layer steps on a miniature rootfs; the outputs."""
+    for tool in ("mkfs.ext4", "mkfs.vfat", "mcopy", "openssl", "systemctl"):
+        require_tool(tool)
     script = build_test_image()
-    render = layer_function("pymender_render")
-    d = configuration(tmp_path, local_conf())
-    templates = [p for directory in FILES_DIRS for p in directory.glob("*.in")]
-    assert len(templates) == 6
-    for template in templates:
-        names = sorted(set(re.findall(r"@(PYMENDER_[A-Z0-9_]+)@", template.read_text())))
-        assert names
-        # each placeholder is a variable the layer defines
-        for name in names:
-            assert d.getVar(name) is not None, f"{template.name}: {name} is not defined by the layer"
-        values = {name: f"value of {name.lower()}" for name in names}
-        data = d.createCopy()
-        for name, value in values.items():
-            data.setVar(name, value)
-        out = tmp_path / template.name
-        render(data, str(template), str(out))
-        assert out.read_text() == script.substitute(template, values)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+    def run(arch: str, out: Path, touch_time: float | None = None) -> dict[str, Path]:
+        target = script.MACHINES[arch]
+        for tool in target.tools:
+            require_tool(tool)
+        rootfs = out / "work" / "rootfs"
+        for name, text in MINIATURE.items():
+            (rootfs / name).parent.mkdir(parents=True, exist_ok=True)
+            (rootfs / name).write_text(text)
+        keys = out / "keys"
+        script.make_keys(keys)
+        work = out / "work"
+        layer = script.LayerRun(work / "bitbake", script.layer_conf(target, 352, keys),
+                                path=[Path(sys.executable).parent, script.tools_dir(work)])
+        deploy = Path(layer.recipe("image").getVar("DEPLOY_DIR_IMAGE"))
+        script.install_layer_packages(target, layer, rootfs, deploy)
+        if touch_time is not None:  # the deployed boot files made at another time
+            for path in deploy.rglob("*"):
+                os.utime(path, (touch_time, touch_time), follow_symlinks=False)
+        disk, artifact = script.assemble(target, layer, rootfs, out)
+        return {"disk": disk, "artifact": artifact, "rootfs": rootfs, "keys": keys}
+
+    return run
 
 
-def test_grub_has_every_module_the_e2e_image_builds_in(tmp_path: Path) -> None:
-    script = build_test_image()
-    d = configuration(tmp_path, local_conf())
-    grub = recipe(d, bbparse.STANDINS / "recipes" / "grub-efi_2.12.bb",
-                  [LAYER / "recipes-bsp" / "grub" / "grub-efi_%.bbappend"])[""]
-    missing = set(script.GRUB_MODULES) - set(grub.getVar("GRUB_BUILDIN").split())
-    assert not missing, f"add {sorted(missing)} to GRUB_BUILDIN in grub-efi-pymender.inc"
+def show(disk: Path) -> dict[str, object]:
+    result = subprocess.run([str(Path(sys.executable).parent / "pymender-image"), "show", "--json", str(disk)],
+                            capture_output=True, text=True, check=True)
+    info: dict[str, object] = json.loads(result.stdout)
+    return info
 
 
-def run_shell_task(data: object, name: str, *args: str, path_dir: Path) -> None:
-    """Run the shell function ``name`` of a parsed recipe, as BitBake would (expanded)."""
-    body = data.getVar(name)  # type: ignore[attr-defined]
-    script = f"set -e\n{name}() {{\n{body}\n}}\n{name} \"$@\"\n"
-    env = {**os.environ, "PATH": f"{path_dir}:{os.environ['PATH']}", "SOURCE_DATE_EPOCH": "1700000000"}
-    subprocess.run(["bash", "-c", script, name, *args], check=True, env=env, capture_output=True)
+def fat_files(disk: Path, offset: int) -> list[str]:
+    listing = subprocess.run(["mdir", "-/", "-b", "-i", f"{disk}@@{offset}", "::/"], capture_output=True,
+                             text=True, check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+    return sorted(line.strip().removeprefix("::/") for line in listing.splitlines() if line.strip())
 
 
-def test_uboot_files_are_those_of_the_arm64_test_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The recipe's tasks (run here with the test image's values) give the bytes the arm64 test
-    image puts on its boot partition and in /etc/fw_env.config; the image class copies them."""
-    tools = {"uboot-mkimage": require_tool("mkimage"), "uboot-mkenvimage": require_tool("mkenvimage")}
-    script = build_test_image()
-    target = script.MACHINES["arm64"]
-    values = script.uboot_values(target)
-    # mkimage stamps its header with the time: SOURCE_DATE_EPOCH (set by BitBake) pins it.
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    expected = tmp_path / "test-image" / "boot"
-    expected.parent.mkdir()
-    script.make_uboot_boot_dir(target, expected)
+@pytest.mark.parametrize(("arch", "boot_files"), [
+    ("x86_64", ["EFI/BOOT/bootx64.efi", "EFI/BOOT/grub.cfg", "grub-mender-grubenv/mender_grubenv1/env"]),
+    ("arm64", ["boot.scr", "uboot-redund.env", "uboot.env"]),
+])
+def test_test_image_is_built_by_the_layers_tasks(assemble: object, tmp_path: Path, arch: str,
+                                                 boot_files: list[str]) -> None:
+    made = assemble(arch, tmp_path / arch)  # type: ignore[operator]
+    rootfs = made["rootfs"]
+    # The packages the layer's recipes installed.
+    fstab = (rootfs / "etc/fstab").read_text()
+    assert fstab.startswith(MINIATURE["etc/fstab"]) and "\t/data\text4\tdefaults,nofail,x-systemd.growfs\t" in fstab
+    config = json.loads((rootfs / "etc/pymender/pymender.conf").read_text())
+    assert config["RootfsPartA"] == "/dev/vda2" and config["Bootloader"] == ("grub" if arch == "x86_64" else "uboot")
+    verify_key = (rootfs / "etc/pymender/artifact-verify-key.pem").read_bytes()
+    assert verify_key == (made["keys"] / "artifact-signing.pem").read_bytes()
+    assert os.readlink(rootfs / "var/lib/pymender") == "/data/pymender"
+    assert (rootfs / "usr/lib/systemd/system/pymender.service").is_file()
+    assert (rootfs / "etc/systemd/system/data.mount.wants/pymender-grow-data.service").is_symlink()
+    assert (rootfs / "data").is_dir() and not any((rootfs / "data").iterdir())
+    if arch == "arm64":
+        assert (rootfs / "etc/fw_env.config").read_text().split()[0] == "/uboot/uboot.env"
 
-    settable = [name for name in values if not name.endswith("_NUMBER") and not name.endswith("_HEX")]
-    d = configuration(tmp_path, local_conf(
-        'MACHINE = "qemuarm64"', 'TARGET_ARCH = "aarch64"', 'TRANSLATED_TARGET_ARCH = "aarch64"',
-        *(f'{name} = "{values[name]}"' for name in settable)))
-    for name in values:
-        assert d.getVar(name) == values[name], name
-    data = recipe(d, LAYER / "recipes-bsp" / "pymender-ubootenv" / "pymender-ubootenv_1.0.bb")[""]
-    work = tmp_path / "work"
-    for variable, directory in (("S", "src"), ("B", "build"), ("D", "image"), ("DEPLOYDIR", "deploy")):
-        data.setVar(variable, str(work / directory))
-        (work / directory).mkdir(parents=True)
-    files = LAYER / "recipes-bsp" / "pymender-ubootenv" / "files"
-    for uri in data.getVar("SRC_URI").split():
-        name = uri[len("file://"):].split(";")[0]
-        shutil.copy(files / name, work / "src" / name)
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name, path in tools.items():
-        (bindir / name).symlink_to(path)
+    # The disk image of pymender_part_image: the partitions, the boot files from the deploy
+    # directory, the data partition with the device type.
+    info = show(made["disk"])
+    partitions = info["partitions"]
+    assert [p["filesystem"] for p in partitions] == ["vfat", "ext4", "empty", "ext4"]  # type: ignore[index]
+    files = fat_files(made["disk"], partitions[0]["start"])  # type: ignore[index]
+    assert set(boot_files) <= set(files)
 
-    # do_pymender_defines (Python), then the shell tasks.
-    body = textwrap.dedent(data.getVar("do_pymender_defines"))
-    exec(body, {"d": data, "os": os, "pymender_render": layer_function("pymender_render")})  # noqa: S102
-    for task in ("do_compile", "do_install", "do_deploy"):
-        run_shell_task(data, task, path_dir=bindir)
+    # The Artifact of pymender_artifact_image: signed, named, for this machine.
+    read = subprocess.run([str(Path(sys.executable).parent / "pymender-artifact"), "read", "--json",
+                           "-k", str(made["keys"] / "artifact-signing.pem"), str(made["artifact"])],
+                          capture_output=True, text=True, check=True)
+    artifact = json.loads(read.stdout)
+    text = json.dumps(artifact)
+    assert "release-2" in text and ("qemux86-64" if arch == "x86_64" else "qemuarm64") in text
+    assert "ArtifactInstall_Enter_10_hello" in text  # the staged state script, not in the rootfs
+    assert not (rootfs / "usr/share/pymender").exists()
 
-    deployed = work / "deploy" / "pymender-ubootenv"
-    assert sorted(p.name for p in deployed.iterdir()) == sorted(p.name for p in expected.iterdir())
-    for path in expected.iterdir():
-        assert (deployed / path.name).read_bytes() == path.read_bytes(), path.name
-    fw_env = script.substitute(script.UBOOT_FILES / "fw_env.config.in", values)
-    assert (work / "image" / "etc" / "fw_env.config").read_text() == fw_env
-    assert fw_env.split() == ["/uboot/uboot.env", "0x0", "0x4000", "/uboot/uboot-redund.env", "0x0", "0x4000"]
 
-    # The image class fills the boot partition with exactly the deployed files.
-    image = recipe(d, bbparse.STANDINS / "recipes" / "core-image-standin.bb")[""]
-    image.setVar("DEPLOY_DIR_IMAGE", str(work / "deploy"))
-    boot = tmp_path / "boot-partition"
-    run_shell_task(image, "pymender_boot_files", str(boot), path_dir=bindir)
-    assert sorted(p.name for p in boot.iterdir()) == sorted(p.name for p in expected.iterdir())
-    for path in expected.iterdir():
-        assert (boot / path.name).read_bytes() == path.read_bytes(), path.name
+
+def test_disk_image_bytes_do_not_depend_on_when_the_boot_files_were_made(assemble: object, tmp_path: Path) -> None:
+    first = assemble("x86_64", tmp_path / "one")  # type: ignore[operator]
+    second = assemble("x86_64", tmp_path / "two", touch_time=2_000_000_000)  # type: ignore[operator]
+    boot = show(first["disk"])["partitions"][0]  # type: ignore[index]
+    with first["disk"].open("rb") as one, second["disk"].open("rb") as two:
+        one.seek(boot["start"])
+        two.seek(boot["start"])
+        assert one.read(boot["size"]) == two.read(boot["size"])
