@@ -39,8 +39,9 @@ PYMENDER_PART_IMAGE_DEPENDS = "pymender-native:do_populate_sysroot \
                                ${PYMENDER_BOOT_FILES_DEPENDS}"
 
 # The tasks that deploy the board's IMAGE_BOOT_FILES. Board support layers name them for wic's
-# disk image (do_image_wic[depends]); the same files go onto pymender's boot partition.
-PYMENDER_BOOT_FILES_DEPENDS ??= "${@d.getVarFlag('do_image_wic', 'depends') or ''}"
+# disk image: the do_deploy tasks of do_image_wic[depends] (not wic's own tools); the same files
+# go onto pymender's boot partition.
+PYMENDER_BOOT_FILES_DEPENDS ??= "${@' '.join(dep for dep in (d.getVarFlag('do_image_wic', 'depends') or '').split() if dep.endswith(':do_deploy'))}"
 
 # With the dataimg type built too, the disk images take their data partition from it, so both
 # hold the very same filesystem.
