@@ -7,8 +7,12 @@ skips the test, in CI (``CI=true``) it fails it, so a broken install step cannot
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import shutil
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +53,15 @@ def read_bounded(reader: Any, chunk: int) -> bytes:
         if not part:
             return b"".join(parts)
         parts.append(part)
+
+
+def load_script(path: Path, name: str) -> types.ModuleType:
+    """The Python program at ``path`` (a script without a .py name) as module ``name``."""
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up while they are defined.
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

@@ -21,8 +21,6 @@ arm64 always runs under TCG on an x86-64 host.
 from __future__ import annotations
 
 import functools
-import importlib.machinery
-import importlib.util
 import os
 import re
 import secrets
@@ -31,13 +29,14 @@ import signal
 import subprocess
 import tempfile
 import time
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import pexpect
+
+from helpers import REPO, load_script
 
 #: The machines: the test image's architecture name -> its QEMU.
 QEMU_BINARIES = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
@@ -62,19 +61,9 @@ RESET_GRACE = 30.0
 _RC_MARK = "@@PMRC"
 
 
-def _load_run_script() -> types.ModuleType:
-    """meta-pymender's scripts/pymender-qemu, which boots a build's disk image: the harness
-    starts its machines with the same board, firmware and disk options."""
-    path = Path(__file__).resolve().parents[2] / "meta-pymender" / "scripts" / "pymender-qemu"
-    loader = importlib.machinery.SourceFileLoader("pymender_qemu", str(path))
-    spec = importlib.util.spec_from_loader("pymender_qemu", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-RUN_SCRIPT = _load_run_script()
+#: meta-pymender's scripts/pymender-qemu, which boots a build's disk image: the harness starts
+#: its machines with the same board, firmware and disk options.
+RUN_SCRIPT = load_script(REPO / "meta-pymender" / "scripts" / "pymender-qemu", "pymender_qemu")
 
 
 class MachineError(Exception):

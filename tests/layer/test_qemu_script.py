@@ -8,25 +8,19 @@ the rest: finding the machine, the firmware and QEMU, and saying what is missing
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import types
 from pathlib import Path
 
 import pytest
 
+from helpers import load_script
 from layer.bbparse import LAYER
 
 SCRIPT = LAYER / "scripts" / "pymender-qemu"
 
 
 def script() -> types.ModuleType:
-    loader = importlib.machinery.SourceFileLoader("pymender_qemu", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("pymender_qemu", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "pymender_qemu")
 
 
 def deploy_dir(tmp_path: Path, machine: str, *firmware: str, qemuboot: str | None = None) -> Path:

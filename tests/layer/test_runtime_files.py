@@ -10,8 +10,6 @@ the real thing. Every runtime file of the layer is fetched by one of its recipes
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, require_tool
+from helpers import REPO, load_script, require_tool
 
 pytest.importorskip("bb")
 from layer import bbparse  # noqa: E402
@@ -31,15 +29,7 @@ FILES_DIRS = sorted(LAYER.glob("recipes-*/*/files"))
 
 
 def build_test_image() -> types.ModuleType:
-    path = REPO / "scripts" / "build-test-image"
-    loader = importlib.machinery.SourceFileLoader("build_test_image", str(path))
-    spec = importlib.util.spec_from_loader("build_test_image", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered first: its dataclasses look their module up while they are defined.
-    sys.modules["build_test_image"] = module
-    loader.exec_module(module)
-    return module
+    return load_script(REPO / "scripts" / "build-test-image", "build_test_image")
 
 
 def src_uri_files(tmp_path: Path) -> set[Path]:
