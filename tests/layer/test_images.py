@@ -223,3 +223,25 @@ def test_the_dataimg_is_the_disk_images_data_partition(tmp_path: Path) -> None:
     listing = subprocess.run(["debugfs", "-R", "cat /pymender/device_type", str(dataimg)], check=True,
                              capture_output=True, text=True).stdout
     assert listing == "device_type=qemux86-64\n"
+
+
+@pytest.mark.parametrize(("fstype", "grub_module", "mode"), [
+    ("ext4", "ext2", "rw"), ("ext3", "ext2", "rw"), ("btrfs", "btrfs", "rw"),
+    ("squashfs", "squash4", "ro"), ("squashfs-xz", "squash4", "ro")])
+def test_other_rootfs_filesystems_go_into_the_partitions(tmp_path: Path, fstype: str, grub_module: str,
+                                                         mode: str) -> None:
+    d = configuration(tmp_path, local_conf(f'PYMENDER_ROOTFS_FSTYPE = "{fstype}"'))
+    image = recipe(d, IMAGE)[""]
+    task = "do_image_" + fstype.replace("-", "_")
+    for consumer in ("do_image_sdimg", "do_image_mender"):
+        assert task in image.getVarFlag(consumer, "deps")
+    assert f".{fstype}\"" in image.getVar("pymender_artifact_image")
+    assert image.getVar("PYMENDER_KERNEL_ARGS").split()[0] == mode
+    grub = recipe(d, STANDINS / "recipes" / "grub-efi_2.12.bb",
+                  [LAYER / "recipes-bsp" / "grub" / "grub-efi_%.bbappend"])[""]
+    assert grub_module in grub.getVar("GRUB_BUILDIN").split()
+
+
+def test_an_unknown_rootfs_filesystem_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FATAL_ERRORS, match='PYMENDER_ROOTFS_FSTYPE: "xfs" is not one of ext4'), capture_warnings():
+        configuration(tmp_path, local_conf('PYMENDER_ROOTFS_FSTYPE = "xfs"'))
