@@ -147,7 +147,7 @@ def test_documented_flow_from_usb_stick(
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str]
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: object) -> None:
         self.requests.append(self.requestline)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import LAYER, STANDINS, configuration, layer_files, local_conf, recipe  # noqa: E402
+from layer.bbparse import LAYER, STANDINS, configuration, layer_files, local_conf, recipe
 
 APPENDS = {
     STANDINS / "recipes" / "base-files_3.0.14.bb": LAYER / "recipes-core" / "base-files" / "base-files_%.bbappend",

@@ -23,8 +23,8 @@ import pytest
 from helpers import REPO, require_tool
 
 pytest.importorskip("bb")
-from layer import bbparse  # noqa: E402
-from layer.bbparse import LAYER, configuration, layer_function, local_conf, recipe  # noqa: E402
+from layer import bbparse
+from layer.bbparse import LAYER, configuration, layer_function, local_conf, recipe
 
 #: Directories of files the layer installs in the image. recipes-bsp/u-boot/files is left out: it
 #: holds a configuration fragment for building U-Boot, which the test image does not build (it
@@ -149,7 +149,7 @@ def test_uboot_files_are_those_of_the_arm64_test_image(tmp_path: Path, monkeypat
 
     # do_pymender_defines (Python), then the shell tasks.
     body = textwrap.dedent(data.getVar("do_pymender_defines"))
-    exec(body, {"d": data, "os": os, "pymender_render": layer_function("pymender_render")})  # noqa: S102
+    exec(body, {"d": data, "os": os, "pymender_render": layer_function("pymender_render")})
     for task in ("do_compile", "do_install", "do_deploy"):
         run_shell_task(data, task, path_dir=bindir)
 

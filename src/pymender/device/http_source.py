@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from pymender import __version__
-from pymender.device.sources import MAX_BACKOFF, Source, _display
 from pymender.device.log import get_logger
+from pymender.device.sources import MAX_BACKOFF, Source, _display
 from pymender.errors import SourceError
 
 log = get_logger(__name__)

@@ -158,7 +158,7 @@ def open_source(
 
 def _open_file(path: Path, name: str) -> FileSource:
     try:
-        file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the source
+        file = open(path, "rb", buffering=0)
     except OSError as err:
         raise SourceError(
             f"cannot open {name}: {err.strerror or err}", hint="check the path of the Artifact"

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from artifact_factory import make_image, read_all, split_members, write_rootfs
 from pymender.artifact import builders
 from pymender.artifact.writer import write_artifact
 from pymender.errors import InputError, UsageError
-
-from artifact_factory import make_image, read_all, split_members, write_rootfs
 
 
 def _names(path: Path) -> list[str]:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from helpers import read_bounded, require_tool
-
 from pymender.artifact import compression, hashing, xzblocks
 from pymender.artifact.xzblocks import ParallelXzReader, encode_varint, index_and_footer, stream_header
 from pymender.errors import ArtifactError, ArtifactFormatError, ArtifactTruncatedError

@@ -443,10 +443,10 @@ class _DroppingHandler(http.server.BaseHTTPRequestHandler):
     drops: list[int] = []
     ranges: list[str | None] = []
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         rng = self.headers.get("Range")
         type(self).ranges.append(rng)
         start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0

@@ -14,7 +14,8 @@ import pytest
 from artifact_factory import write_rootfs
 from pymender.artifact.reader import ArtifactReader
 from pymender.device.payloads import BOOTSTRAP, ROOTFS, payload_kind, rootfs
-from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size, write_rootfs as write_payload
+from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size
+from pymender.device.payloads.rootfs import write_rootfs as write_payload
 from pymender.errors import (
     ArtifactTruncatedError,
     ArtifactUnsupportedError,

@@ -116,10 +116,10 @@ class Behaviour:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         b = self.server.behaviour  # type: ignore[attr-defined]
         rng = self.headers.get("Range")
         b.requests.append(rng)
