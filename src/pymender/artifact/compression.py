@@ -31,6 +31,7 @@ from pymender.errors import (
     DependencyMissingError,
     UsageError,
 )
+from pymender.sysio import cores
 
 from .tarstream import Readable
 
@@ -231,8 +232,6 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> Decompressed
                 source, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what,
                 (lzma.LZMAError,))
 
-        from .hashing import cores
-
         threads = cores()
         if threads < 2:
             return sequential(raw)
@@ -250,13 +249,6 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> Decompressed
 class Compressor(Protocol):
     def write(self, data: Chunk) -> None: ...
     def finish(self) -> None: ...
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _Passthrough:
@@ -500,7 +492,7 @@ class _Zstd:
 
 def compressor(codec: Codec, sink: Sink, *, threads: int | None = None) -> Compressor:
     """A streaming compressor for ``codec`` that passes its output to ``sink``."""
-    workers = default_threads() if threads is None else max(1, threads)
+    workers = cores() if threads is None else max(1, threads)
     if codec.name == "none":
         return _Passthrough(sink)
     if codec.name == "gzip":

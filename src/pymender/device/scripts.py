@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pymender.artifact.model import ARTIFACT_SCRIPT_STATES
-from pymender.device.bootenv.base import fsync_dir
 from pymender.device.log import get_logger
 from pymender.errors import ArtifactFormatError, ScriptError, UnsafeArtifactError
+from pymender.sysio import create_file, fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -273,8 +273,8 @@ def store_artifact_scripts(directory: Path, scripts: Mapping[str, bytes]) -> Non
             _remove(leftover)
         staging.mkdir(mode=0o755)
         for name, data in sorted(scripts.items()):
-            _write_synced(staging / name, data, 0o755)
-        _write_synced(staging / VERSION_FILE, STORED_VERSION.encode(), 0o644)
+            create_file(staging / name, data, 0o755)
+        create_file(staging / VERSION_FILE, STORED_VERSION.encode(), 0o644)
         fsync_dir(staging)
         if directory.is_symlink() or directory.exists():
             os.rename(directory, retired)
@@ -338,19 +338,6 @@ def _check_stored_name(name: str) -> None:
             "the Artifact carries %s: %s scripts run only from the root filesystem, never from"
             " an Artifact", name, match["state"],
         )
-
-
-def _write_synced(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)  # not narrowed by the umask
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 
 def _remove(path: Path) -> None:

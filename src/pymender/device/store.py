@@ -13,7 +13,6 @@ Callers serialise writers (the updater's lock); the store itself does not lock.
 from __future__ import annotations
 
 import json
-import os
 import re
 from enum import Enum
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymender.device.log import get_logger
 from pymender.errors import NothingToDoError, StateError
+from pymender.sysio import replace_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -127,33 +127,6 @@ def apply_update(
     return DeviceState(artifact_name=name, artifact_group=update.artifact_group, provides=result)
 
 
-# --- durable file replacement ---------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a power cut leaves either the old or new file.
-
-    Steps: write a temporary file beside it, fsync it, rename it over ``path``, fsync the
-    directory (without that, the rename itself may be lost). The temporary name is fixed, so a
-    leftover from an interrupted write is simply overwritten next time.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 # --- the store ------------------------------------------------------------------------------------
 
 
@@ -226,7 +199,7 @@ class StateStore:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         data = json.dumps(_encode(state, pending), indent=1, sort_keys=True) + "\n"
         try:
-            atomic_write_bytes(self.path, data.encode("utf-8"))
+            replace_file(self.path, data.encode("utf-8"))
         except OSError as err:
             raise StateError(
                 f"cannot write the state store {self.path}: {err.strerror or err}"

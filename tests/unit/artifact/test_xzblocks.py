@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import read_bounded, require_tool
-from pymender.artifact import compression, hashing, xzblocks
+from pymender.artifact import compression, xzblocks
 from pymender.artifact.xzblocks import ParallelXzReader, encode_varint, index_and_footer, stream_header
 from pymender.errors import ArtifactError, ArtifactFormatError, ArtifactTruncatedError
 
@@ -363,10 +363,10 @@ def test_worker_threads_end(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_decompressing_reader_uses_threads_only_with_several_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     blob = ours(sample(3 * SMALL_BLOCK), monkeypatch)
-    monkeypatch.setattr(hashing, "cores", lambda: 1)
+    monkeypatch.setattr(compression, "cores", lambda: 1)
     single = compression.decompressing_reader(io.BytesIO(blob), LZMA, "t")
     assert not isinstance(single, ParallelXzReader)
-    monkeypatch.setattr(hashing, "cores", lambda: 2)
+    monkeypatch.setattr(compression, "cores", lambda: 2)
     parallel = compression.decompressing_reader(io.BytesIO(blob), LZMA, "t")
     assert isinstance(parallel, ParallelXzReader)
     assert read_all(parallel) == read_all(single) == sample(3 * SMALL_BLOCK)  # type: ignore[arg-type]

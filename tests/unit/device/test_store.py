@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pymender.device import store as store_module
+from pymender import sysio
 from pymender.device.store import (
     DeviceState,
     PendingUpdate,
     StateStore,
     UpdateState,
     apply_update,
-    atomic_write_bytes,
     clears_match,
 )
 from pymender.errors import NothingToDoError, StateError
@@ -235,28 +234,6 @@ def test_damaged_store_is_a_clear_error(store: StateStore, content: str | bytes)
 # --- power cuts -----------------------------------------------------------------------------------
 
 
-def test_atomic_write_steps_in_order(scratch: Path, crashing_os, no_fsync) -> None:  # type: ignore[no-untyped-def]
-    calls: list[str] = []
-
-    class Recorder:
-        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-            import os
-
-            real = getattr(os, name)
-            if name in ("open", "write", "fsync", "replace", "close"):
-                def record(*args, **kwargs):  # type: ignore[no-untyped-def]
-                    calls.append(name)
-                    return real(*args, **kwargs)
-                return record
-            return real
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "os", Recorder())
-        atomic_write_bytes(scratch / "f", b"data")
-    assert calls == ["open", "write", "fsync", "close", "replace", "open", "fsync", "close"]
-    assert (scratch / "f").read_bytes() == b"data"
-
-
 @pytest.mark.parametrize("torn", [False, True], ids=["clean-stop", "torn-write"])
 @pytest.mark.parametrize("operation", ["begin", "advance", "commit", "discard"])
 def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-def]
@@ -298,7 +275,7 @@ def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-d
         fake = crashing_os(crash_at, torn=torn)
         finished = False
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(store_module, "os", fake)
+            patch.setattr(sysio, "os", fake)
             try:
                 act(target)
                 finished = True

@@ -18,19 +18,14 @@ being edited.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from pymender.device.bootenv.base import (
-    advisory_lock,
-    apply_changes,
-    check_changes,
-    fsync_dir,
-)
+from pymender.device.bootenv.base import advisory_lock, apply_changes, check_changes
 from pymender.device.log import get_logger
 from pymender.errors import BootEnvError
+from pymender.sysio import fsync_dir, overwrite_file
 
 log = get_logger(__name__)
 
@@ -250,29 +245,14 @@ class GrubEnv:
         self, directory: Path, env: bytes, lock: bytes, checksum: bytes, old_checksum: bytes | None
     ) -> None:
         """Write one copy: mark it being edited, write env (and checksum), mark it at rest."""
-        self._put(directory / "lock", encode_block({"editing": "1"}))
-        self._put(directory / "env", env)
+        overwrite_file(directory / "lock", encode_block({"editing": "1"}))
+        overwrite_file(directory / "env", env)
         if old_checksum != checksum:
-            self._put(directory / "lock.sha256sum", checksum)
-        self._put(directory / "lock", lock)
+            overwrite_file(directory / "lock.sha256sum", checksum)
+        overwrite_file(directory / "lock", lock)
         written = self._load(COPY_DIRS.index(directory.name))
         if not written.valid or written.env != env:
             raise BootEnvError(
                 f"the GRUB environment in {directory} is damaged right after writing it",
                 hint="the boot partition may be failing; check the kernel log",
             )
-
-    def _put(self, path: Path, data: bytes) -> None:
-        """Overwrite ``path`` with ``data`` in place and make it durable (one write step)."""
-        created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.ftruncate(fd, len(data))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(path.parent)

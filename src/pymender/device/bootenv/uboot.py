@@ -31,6 +31,7 @@ from typing import NamedTuple
 from pymender.device.bootenv.base import advisory_lock, apply_changes, check_changes
 from pymender.device.log import get_logger
 from pymender.errors import BootEnvError, ConfigError
+from pymender.sysio import pwrite_all
 
 log = get_logger(__name__)
 
@@ -296,9 +297,7 @@ class UBootEnv:
                 f"cannot open {location.device} for writing: {err.strerror}"
             ) from None
         try:
-            done = 0
-            while done < len(blob):
-                done += os.pwrite(fd, blob[done:], location.offset + done)
+            pwrite_all(fd, blob, location.offset)
             os.fsync(fd)
         finally:
             os.close(fd)

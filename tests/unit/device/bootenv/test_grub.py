@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pymender.device.bootenv import base, grub
+from pymender import sysio
 from pymender.device.bootenv.grub import (
     BLOCK_SIZE,
     HEADER,
@@ -230,8 +230,7 @@ def count_steps(scratch: Path, monkeypatch: pytest.MonkeyPatch, crashing_os) -> 
     probe.initialize(OLD)
     counter = crashing_os(None)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(grub, "os", counter)
-        patch.setattr(base, "os", counter)
+        patch.setattr(sysio, "os", counter)
         probe.write(CHANGES)
     return int(counter.count)
 
@@ -254,8 +253,7 @@ def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-d
             damage(env, 1, "truncated-env")
         fake = crashing_os(crash_at, torn=torn)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(grub, "os", fake)
-            patch.setattr(base, "os", fake)
+            patch.setattr(sysio, "os", fake)
             try:
                 env.write(CHANGES)
             except power_cut:
