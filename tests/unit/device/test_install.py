@@ -20,6 +20,7 @@ from pymender.errors import (
     ArtifactError,
     ArtifactUnsupportedError,
     ChecksumError,
+    ConfigError,
     DeviceError,
     IncompatibleArtifactError,
     LockedError,
@@ -202,9 +203,14 @@ def test_met_provides_depends_are_accepted(grub_device: SimDevice, artifacts: Pa
     from pymender.device.store import DeviceState
 
     store.set_current(DeviceState("release-1", provides={"rootfs-image.version": "1"}))
-    artifact, _ = release(artifacts, "release-2", seed=2, depends=[("rootfs-image.version", "1")],
-                          depends_artifact_names=["release-1"])
-    grub_device.updater().install(str(artifact))
+    artifact, image = release(artifacts, "release-2", seed=2, depends=[("rootfs-image.version", "1")],
+                              depends_artifact_names=["release-1"])
+    result = grub_device.updater().install(str(artifact))
+    assert result.artifact_name == "release-2" and result.partition == str(grub_device.part_b)
+    pending = grub_device.store().pending()
+    assert pending is not None and pending.artifact_name == "release-2"
+    assert pending.state == UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
+    assert holds(grub_device.part_b, image) and grub_device.read_env()["upgrade_available"] == "1"
 
 
 def test_signature_refusals(tmp_path: Path, artifacts: Path) -> None:
@@ -288,7 +294,7 @@ def test_missing_device_type_file(grub_device: SimDevice, artifacts: Path) -> No
     (grub_device.data_dir / "device_type").unlink()
     artifact, _ = release(artifacts, "release-2", seed=2)
     before = grub_device.snapshot()
-    with pytest.raises(Exception, match="device type file .* does not exist"):
+    with pytest.raises(ConfigError, match="device type file .* does not exist"):
         grub_device.updater().install(str(artifact))
     assert grub_device.snapshot() == before
 
