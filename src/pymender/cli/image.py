@@ -11,11 +11,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Final
 
 from pymender import __version__
-from pymender.cli.common import run_cli
-from pymender.errors import UsageError
+from pymender.cli.common import Parser, run_cli
 from pymender.image.build import ImageSpec, build_image, check_rootfs_fits
 from pymender.image.ids import DEFAULT_DISK_ID
 from pymender.image.layout import (
@@ -45,13 +44,6 @@ example:
   pymender-image build --layout uefiimg --rootfs core-image.ext4 --boot-dir efi/ \\
       --data-dir data/ --total-size-mb 2048 --bmap -o core-image.uefiimg
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as one line through the error hierarchy."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
 def _int(text: str) -> int:
@@ -130,7 +122,7 @@ def _add_layout_options(parser: argparse.ArgumentParser, required: bool) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Build, inspect and size provisioning disk images (.sdimg / .uefiimg) "
         "with partitions boot, rootfs A, rootfs B and data.",
