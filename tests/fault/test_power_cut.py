@@ -79,7 +79,7 @@ def test_kill_during_install(tmp_path: Path, images: dict[str, tuple[Path, bytes
         assert code == -9, f"step {point} of {total}: not killed (exit {code})"
         _check_consistent(device, _factory_image(device), new)
         pending = device.store().pending()
-        if pending is None or pending.state.value != "Before_ArtifactCommit_Enter":
+        if pending is None or pending.state != "Before_ArtifactCommit_Enter":
             code, out, err = device.cli("install", str(artifact))
             assert code == 0, f"step {point}: reinstall failed: {err}"
         assert device.boot() == device.part_b
@@ -129,7 +129,7 @@ def test_kill_between_reboots_of_an_interrupted_install(tmp_path: Path, images: 
         _run(candidate, point, "install", str(artifact))
         pending = candidate.store().pending()
         if candidate.read_env()["upgrade_available"] == "1" and pending is not None \
-                and pending.state.value == "ArtifactInstall_Enter":
+                and pending.state == "ArtifactInstall_Enter":
             device = candidate
             break
     assert device is not None, "no kill point between the switch and the end of the install"

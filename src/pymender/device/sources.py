@@ -121,3 +121,6 @@ def _open_file(path: Path, name: str) -> FileSource:
         ) from err
     mode = os.fstat(file.fileno()).st_mode
     return FileSource(name, file, os.fstat(file.fileno()).st_size if stat.S_ISREG(mode) else None)
+
+
+__all__ = ["DEFAULT_BACKOFF", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "STDIN", "FileSource", "Source", "open_source"]

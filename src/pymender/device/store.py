@@ -7,14 +7,15 @@ complete new one. JSON with write-rename rather than SQLite because it needs not
 standard library's ``os`` (embedded Python builds often leave out ``sqlite3``), its durability
 does not depend on journal settings, and a person can read it with ``cat``.
 
-Callers serialise writers (the updater's lock); the store itself does not lock.
+Callers serialise writers (the updater's lock); the store itself does not lock. What the state
+of a pending update means, and which changes are allowed, is :mod:`pymender.device.flow`'s
+business; the store keeps the name.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -35,20 +36,8 @@ INCONSISTENT_SUFFIX = "_INCONSISTENT"
 DEFAULT_ARTIFACT_INFO_FILE = Path("/etc/mender/artifact_info")
 #: The default of the mappings below: shared by every instance, so it must never change.
 _NOTHING: Mapping[str, str] = MappingProxyType({})
-
-
-class UpdateState(str, Enum):
-    """How far the pending update got (Mender's standalone ``InState`` names)."""
-
-    BEFORE_ARTIFACT_INSTALL_ENTER = "Before_ArtifactInstall_Enter"
-    ARTIFACT_INSTALL_ENTER = "ArtifactInstall_Enter"
-    BEFORE_ARTIFACT_COMMIT_ENTER = "Before_ArtifactCommit_Enter"
-    ARTIFACT_COMMIT_ENTER = "ArtifactCommit_Enter"
-    BEFORE_ARTIFACT_COMMIT_LEAVE = "Before_ArtifactCommit_Leave"
-    ARTIFACT_COMMIT_LEAVE = "ArtifactCommit_Leave"
-    ARTIFACT_ROLLBACK_ENTER = "ArtifactRollback_Enter"
-    ARTIFACT_FAILURE_ENTER = "ArtifactFailure_Enter"
-    CLEANUP = "Cleanup"
+#: The state of a pending update recorded without one (installed, waiting for the commit).
+INSTALLED_STATE = "Before_ArtifactCommit_Enter"
 
 
 # The records below are named tuples, not dataclasses: importing dataclasses costs every
@@ -90,7 +79,8 @@ class PendingUpdate(NamedTuple):
     previous_env: Mapping[str, str] = _NOTHING
     #: Where this Artifact's state scripts were stored, if it had any.
     scripts_dir: str | None = None
-    state: UpdateState = UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
+    #: How far it got: a state name of :class:`pymender.device.flow.UpdateState`.
+    state: str = INSTALLED_STATE
     failed: bool = False
     rolled_back: bool = False
 
@@ -226,8 +216,6 @@ class StateStore:
         state, pending = self._load()
         if pending is None:
             raise NothingToDoError("no update in progress")
-        if "state" in changes:
-            changes["state"] = UpdateState(changes["state"])
         updated = pending._replace(**changes)
         self._save(state, updated)
         return updated
@@ -266,7 +254,6 @@ def _encode(state: DeviceState, pending: PendingUpdate | None) -> dict[str, Any]
     }
     if pending is not None:
         record = pending._asdict()
-        record["state"] = pending.state.value
         record["provides"] = None if pending.provides is None else dict(pending.provides)
         record["previous_env"] = dict(pending.previous_env)
         record["clears_provides"] = (
@@ -282,6 +269,12 @@ def _strings(value: Any, what: str) -> dict[str, str]:
     ):
         raise ValueError(f"{what} is not a map of strings")
     return dict(value)
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} is not a non-empty string")
+    return value
 
 
 def _decode(document: Any) -> tuple[DeviceState, PendingUpdate | None]:
@@ -314,7 +307,7 @@ def _decode(document: Any) -> tuple[DeviceState, PendingUpdate | None]:
         previous_partition=str(raw.get("previous_partition", "")),
         previous_env=_strings(raw.get("previous_env", {}), "previous_env"),
         scripts_dir=None if raw.get("scripts_dir") is None else str(raw["scripts_dir"]),
-        state=UpdateState(raw.get("state", UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER.value)),
+        state=_string(raw.get("state", INSTALLED_STATE), "state"),
         failed=bool(raw.get("failed", False)),
         rolled_back=bool(raw.get("rolled_back", False)),
     )

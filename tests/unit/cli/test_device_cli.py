@@ -158,3 +158,16 @@ def test_second_concurrent_install_is_refused(device: SimDevice, artifact: Path,
         os.close(signal)
         os.close(exited)
     assert first.returncode == 0, err_bytes
+
+
+def test_install_after_a_failed_trial_says_so_in_one_line(device: SimDevice, artifact: Path) -> None:
+    assert device.cli("install", str(artifact))[0] == 0
+    device.boot()
+    device.boot()  # not committed: the bootloader went back to the old system
+    assert device.cli("show-artifact") == (0, "release-1\n", "")
+    code, out, err = device.cli("install", str(artifact))
+    assert code == 0 and err == "", err
+    notes = [line for line in out.splitlines() if "previous update" in line]
+    assert notes == [f"The previous update release-2 failed (the bootloader went back to {device.part_a}) "
+                     "and was rolled back."]
+    assert "Installed release-2" in out
