@@ -2,8 +2,9 @@
 
 Every step, not a sample: a probe run counts the steps of the operation (``crash_runner.py``
 says which calls count), then the operation is run again from a fresh device once per step and
-killed just before that step (38 runs for an install, 33 for a commit at the time of
-writing). After each kill the device must be consistent (the store and the bootloader environment read
+killed just before that step (38 runs for an install, 33 for a commit, and 13 for the failure
+path an install walks first when the bootloader ended the trial of the update before, at the
+time of writing). After each kill the device must be consistent (the store and the bootloader environment read
 back; the partition the bootloader boots holds a complete system, and so does its fallback while
 an update is on trial; a trial is always explained by a pending update), and the documented way
 forward must work: a new install succeeds, and a commit after it.
@@ -141,3 +142,38 @@ def test_kill_between_reboots_of_an_interrupted_install(tmp_path: Path, images: 
     assert device.boot() == device.part_a
     code, _, err = device.cli("install", str(images["release-3"][0]))
     assert code == 0, err
+
+
+def test_kill_while_an_install_fails_an_update_whose_trial_ended(
+        tmp_path: Path, images: dict[str, tuple[Path, bytes]]) -> None:
+    """An install that first walks the failure path of an update the bootloader already gave up
+    on, killed at every step of that failure path (they come before the install's own steps,
+    which test_kill_during_install covers): the device keeps booting the old system, and the
+    next install finishes what was left and goes on."""
+    artifact2, new2 = images["release-2"]
+    artifact3, new3 = images["release-3"]
+
+    def trial_ended(root: Path) -> SimDevice:
+        device = _device(root)
+        device.updater().install(str(artifact2))
+        assert device.boot() == device.part_b
+        assert device.boot() == device.part_a  # not committed: the bootloader went back
+        return device
+
+    code, total = _run(trial_ended(tmp_path / "probe"), -1, "install", str(artifact3))
+    _, plain = _run(_device(tmp_path / "plain"), -1, "install", str(artifact3))
+    assert code == 0 and total is not None and plain is not None
+    failure_path = total - plain
+    assert failure_path >= 8  # recorded as failed, then as rolled back, then forgotten
+    for point in range(failure_path):
+        device = trial_ended(tmp_path / f"ended-{point}")
+        code, _ = _run(device, point, "install", str(artifact3))
+        assert code == -9, f"step {point} of {failure_path}: not killed (exit {code})"
+        _check_consistent(device, _factory_image(device), new2)
+        assert device.read_env()["mender_boot_part"] == "2"
+        code, _, err = device.cli("install", str(artifact3))
+        assert code == 0, f"step {point}: install after the kill failed: {err}"
+        assert holds(device.part_b, new3) and device.boot() == device.part_b
+        code, _, err = device.cli("commit")
+        assert code == 0, f"step {point}: commit failed: {err}"
+        assert device.cli("show-artifact")[1] == "release-3\n"
