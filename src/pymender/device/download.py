@@ -38,20 +38,17 @@ def check_compatible(header: ArtifactHeader, device_type: str, current: DeviceSt
             f"but this device is {device_type}",
             hint="install an Artifact built for this device type; nothing was changed",
         )
-    names = header.info.depends_artifact_names
-    if names and current.artifact_name not in names:
-        raise IncompatibleArtifactError(
-            f"the Artifact {header.artifact_name} installs only over {', '.join(names)}, "
-            f"but this device has {current.artifact_name}",
-            hint="install the Artifacts in order; nothing was changed",
-        )
-    groups = header.info.depends_groups
-    if groups and current.artifact_group not in groups:
-        raise IncompatibleArtifactError(
-            f"the Artifact {header.artifact_name} is for the group(s) {', '.join(groups)}, "
-            f"but this device is in {current.artifact_group or 'no group'}",
-            hint="nothing was changed",
-        )
+    for allowed, ours, wants, has, hint in (
+        (header.info.depends_artifact_names, current.artifact_name, "installs only over",
+         "this device has", "install the Artifacts in order; nothing was changed"),
+        (header.info.depends_groups, current.artifact_group, "is for the group(s)", "this device is in",
+         "nothing was changed"),
+    ):
+        if allowed and ours not in allowed:
+            raise IncompatibleArtifactError(
+                f"the Artifact {header.artifact_name} {wants} {', '.join(allowed)}, but {has} {ours or 'no group'}",
+                hint=hint,
+            )
     provides = current.all_provides()
     for payload in header.payloads:
         for key, wanted in sorted(payload.depends.items()):

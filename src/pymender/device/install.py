@@ -152,7 +152,7 @@ class Updater:
         changes when the configuration no longer names it."""
         assert flow.pending is not None
         parts = rootfs.partitions()
-        return parts, rootfs.known(parts, flow.pending.previous_partition, "previous")
+        return parts, parts.named(flow.pending.previous_partition, "previous")
 
     # --- queries ---------------------------------------------------------------------------------
 

@@ -89,19 +89,6 @@ class RootfsImage:
     def partitions(self) -> PartitionSet:
         return find_partitions(self.config, proc=self._proc, dev=self._dev)
 
-    @staticmethod
-    def known(parts: PartitionSet, path: str, what: str) -> Partition:
-        """The partition a pending update names as ``what`` ("new", "previous"); refused when
-        the configuration no longer has it."""
-        part = parts.by_path(path)
-        if part is None:
-            raise DeviceError(
-                f"the {what} partition of the pending update ({path}) is neither RootfsPartA ({parts.a.path}) "
-                f"nor RootfsPartB ({parts.b.path})",
-                hint="the configuration changed since the install; restore RootfsPartA/RootfsPartB",
-            )
-        return part
-
     # --- Download ----------------------------------------------------------------------------
 
     def target(self) -> Target:
@@ -130,8 +117,8 @@ class RootfsImage:
         """How far the bootloader's trial of ``pending`` got (refused when the configuration no
         longer names its partitions)."""
         parts = self.partitions()
-        new = self.known(parts, pending.partition, "new")
-        previous = self.known(parts, pending.previous_partition, "previous")
+        new = parts.named(pending.partition, "new")
+        previous = parts.named(pending.previous_partition, "previous")
         env = self.bootenv.read()
         boots_next = parts.env_partition(env)
         on_trial = env.get(UPGRADE_AVAILABLE, "0").strip() == "1"
