@@ -13,12 +13,11 @@ import pytest
 
 from artifact_factory import write_rootfs
 from pymender.artifact.reader import ArtifactReader
-from pymender.device.payloads import BOOTSTRAP, ROOTFS, payload_kind, rootfs
+from pymender.device.payloads import rootfs
 from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size
 from pymender.device.payloads.rootfs import write_rootfs as write_payload
 from pymender.errors import (
     ArtifactTruncatedError,
-    ArtifactUnsupportedError,
     ChecksumError,
     DeviceError,
     IncompatibleArtifactError,
@@ -31,13 +30,6 @@ def _partition(tmp: Path, size: int, fill: bytes = b"\xee") -> Path:
     path = tmp / "part.img"
     path.write_bytes(fill * size)
     return path
-
-
-def test_payload_kinds() -> None:
-    assert payload_kind("rootfs-image") == ROOTFS
-    assert payload_kind(None) == BOOTSTRAP and payload_kind("") == BOOTSTRAP
-    with pytest.raises(ArtifactUnsupportedError, match="'single-file' needs an Update Module"):
-        payload_kind("single-file")
 
 
 def test_blkgetsize64_request_number() -> None:
