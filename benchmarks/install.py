@@ -54,9 +54,7 @@ Python's byte-code cache is enabled for the measured ``pymender`` (in the work d
 filled before the first run, as a device ships compiled modules.
 
 lzma (``--compressions lzma``, not a default compression of the writer): the limit is
-``xz -T0 -dc``, which decodes the blocks of pymender's xz streams on every core;
-``--xz-readers parallel,sequential`` measures the install with each xz reader in its own row
-(see :data:`XZ_READERS`), interleaved as everything else, against the same limit runs.
+``xz -T0 -dc``, which decodes the blocks of pymender's xz streams on every core.
 
 RSS flatness: pymender additionally installs Artifacts of a ``--small-mib`` (default 128 MiB)
 image; its peak RSS is printed next to that of the full-size install.
@@ -66,7 +64,6 @@ and the same for both image sizes.
 
     python benchmarks/install.py [--size-mib 512] [--small-mib 128] [--runs 3] [--workdir DIR]
                                  [--no-mender-client] [--compressions none,gzip,zstd] [--settle 1]
-                                 [--xz-readers parallel,sequential]
 
 The image is built by ``build_image`` of ``benchmarks/artifact.py`` (real files from ``/usr``
 plus seeded pseudo-random blobs, about 75 % full, reproducible); images and Artifacts in
@@ -106,17 +103,6 @@ OPTIONAL_COMPRESSIONS = ("lzma",)
 MENDER_CLIENT_COMPRESSIONS = ("none", "gzip", "lzma")  # 3.4 has no zstd
 GNU_TIME = "/usr/bin/time"
 PARTITION_SLACK = 8 * MIB
-#: How ``pymender`` is started through ``python -c`` (as its console script does).
-LAUNCH = "import sys\nfrom pymender.cli.device import run\nsys.argv[0] = 'pymender'\nrun()"
-#: The xz readers an lzma install can be measured with (``--xz-readers``): the code run before
-#: ``pymender`` starts. ``parallel`` changes nothing (the blocks are decoded on every core, the
-#: default on a machine with more than one); ``sequential`` puts the standard library's ``lzma``
-#: reader, which decodes on one thread, in place of the parallel one.
-XZ_READERS = {
-    "parallel": "import pymender.artifact.xzblocks",
-    "sequential": ("import pymender.artifact.xzblocks as blocks\n"
-                   "blocks.ParallelXzReader = lambda raw, what, *, threads, memlimit, fallback: fallback(raw)"),
-}
 #: The limit's ``dd`` variants: (block size, ``oflag=nocache``).
 DD_VARIANTS = (("4M", False), ("4M", True), ("1M", True))
 
@@ -314,13 +300,9 @@ class PymenderDevice:
             "ArtifactInfoFile": "artifact_info",
         }, indent=1))
 
-    def command(self, artifact: Path, prelude: str | None = None) -> list[str]:
-        """The install command; with ``prelude``, ``pymender`` runs through ``python -c`` after
-        that code (both sides of an A/B use it then, so both start the same way)."""
-        args = ["-c", str(self.config), "-l", "warning", "install", "--no-progress", str(artifact)]
-        if prelude is None:
-            return [tool_path("pymender"), *args]
-        return [sys.executable, "-c", f"{prelude}\n{LAUNCH}", *args]
+    def command(self, artifact: Path) -> list[str]:
+        return [tool_path("pymender"), "-c", str(self.config), "-l", "warning", "install", "--no-progress",
+                str(artifact)]
 
     def start_up_command(self) -> list[str]:
         return [tool_path("pymender"), "-c", str(self.config), "show-artifact"]
@@ -543,9 +525,6 @@ def main() -> int:
     parser.add_argument("--compressions", default=",".join(COMPRESSIONS),
                         help=f"comma list of {', '.join(COMPRESSIONS + OPTIONAL_COMPRESSIONS)} "
                         f"(default {','.join(COMPRESSIONS)})")
-    parser.add_argument("--xz-readers", default="parallel",
-                        help=f"lzma: comma list of the xz readers to measure, each in its own row "
-                        f"({', '.join(XZ_READERS)}; default parallel)")
     parser.add_argument("--no-mender-client", action="store_true", help="leave out the loop-device rows")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds of an idle disk before every measurement (default 1)")
@@ -554,9 +533,6 @@ def main() -> int:
     unknown = sorted(set(compressions) - set(COMPRESSIONS + OPTIONAL_COMPRESSIONS))
     if unknown:
         raise SystemExit(f"unknown compression(s): {', '.join(unknown)}")
-    xz_readers = [r for r in args.xz_readers.split(",") if r]
-    if not xz_readers or set(xz_readers) - set(XZ_READERS):
-        raise SystemExit(f"--xz-readers: choose from {', '.join(XZ_READERS)}")
     if not Path(GNU_TIME).exists():
         raise SystemExit("GNU time (/usr/bin/time, Debian package time) is needed for the peak RSS")
 
@@ -569,7 +545,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
     loops: list[str] = []
     try:
-        return _run(args, compressions, xz_readers, work, loops)
+        return _run(args, compressions, work, loops)
     finally:
         for device in loops:
             detach(device)
@@ -577,8 +553,7 @@ def main() -> int:
             own_tmp.cleanup()
 
 
-def _run(args: argparse.Namespace, compressions: list[str], xz_readers: list[str], work: Path,
-         loops: list[str]) -> int:
+def _run(args: argparse.Namespace, compressions: list[str], work: Path, loops: list[str]) -> int:
     size_mib = args.size_mib
     use_bytecode_cache(work)
     image = build_image(work, size_mib)
@@ -643,19 +618,8 @@ def _run(args: argparse.Namespace, compressions: list[str], xz_readers: list[str
         jobs: list[tuple[str, Callable[[], None], tuple[str, ...], list[str], Series]] = []
         file_row = Row("file", comp, image_size, Series())
         rows.append(file_row)
-        if comp == "lzma" and len(xz_readers) > 1:
-            # An A/B of the xz readers: one row each, sharing the limit's runs.
-            file_row.target = f"file, {xz_readers[0]} xz reader"
-            jobs.append((f"pymender, {xz_readers[0]} xz reader (file)", file_device.reset, (str(part_b),),
-                         file_device.command(artifact, XZ_READERS[xz_readers[0]]), file_row.ours))
-            for reader in xz_readers[1:]:
-                other = Row(f"file, {reader} xz reader", comp, image_size, Series(), file_row.candidates)
-                rows.append(other)
-                jobs.append((f"pymender, {reader} xz reader (file)", file_device.reset, (str(part_b),),
-                             file_device.command(artifact, XZ_READERS[reader]), other.ours))
-        else:
-            jobs.append(("pymender (file)", file_device.reset, (str(part_b),), file_device.command(artifact),
-                         file_row.ours))
+        jobs.append(("pymender (file)", file_device.reset, (str(part_b),), file_device.command(artifact),
+                     file_row.ours))
         for name, cmd in limit_commands(comp, artifact, member_file, where, str(part_b)).items():
             file_row.candidates[name] = Series()
             jobs.append((f"limit (file): {name}", _nothing, (str(part_b),), cmd, file_row.candidates[name]))
@@ -706,7 +670,7 @@ def _run(args: argparse.Namespace, compressions: list[str], xz_readers: list[str
                 file_device.reset()
                 series.runs.append(measure(file_device.command(artifact),
                                            f"{comp} {args.small_mib} MiB run {index + 1}: pymender (file)"))
-            big = next(row.ours for row in rows if row.target.startswith("file") and row.compression == comp)
+            big = next(row.ours for row in rows if row.target == "file" and row.compression == comp)
             flat.append((comp, series, big))
 
     file_device.reset()
