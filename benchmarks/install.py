@@ -53,6 +53,9 @@ imports, configuration) is printed too: it is part of every install and the limi
 Python's byte-code cache is enabled for the measured ``pymender`` (in the work directory) and
 filled before the first run, as a device ships compiled modules.
 
+lzma (``--compressions lzma``, not a default compression of the writer): the limit is
+``xz -T0 -dc``, which decodes the blocks of pymender's xz streams on every core.
+
 RSS flatness: pymender additionally installs Artifacts of a ``--small-mib`` (default 128 MiB)
 image; its peak RSS is printed next to that of the full-size install.
 
@@ -95,7 +98,9 @@ RSS_TARGET = 40 * MB
 RATIO_TARGET = 0.90
 DEVICE_TYPE = "bench-device"
 COMPRESSIONS = ("none", "gzip", "zstd")
-MENDER_CLIENT_COMPRESSIONS = ("none", "gzip")  # 3.4 has no zstd
+#: Measured only when asked for (``--compressions lzma``): not a default of the writer.
+OPTIONAL_COMPRESSIONS = ("lzma",)
+MENDER_CLIENT_COMPRESSIONS = ("none", "gzip", "lzma")  # 3.4 has no zstd
 GNU_TIME = "/usr/bin/time"
 PARTITION_SLACK = 8 * MIB
 #: The limit's ``dd`` variants: (block size, ``oflag=nocache``).
@@ -240,6 +245,10 @@ def locate_payload(artifact: Path) -> DataMember:
         head = file.read(64 * 1024)
     if member.name.endswith(".gz"):
         head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 4096)
+    elif member.name.endswith(".xz"):
+        import lzma
+
+        head = lzma.LZMADecompressor().decompress(head, 4096)
     elif member.name.endswith(".zst"):
         import zstandard
 
@@ -408,11 +417,12 @@ def limit_commands(compression: str, artifact: Path, member_file: Path, where: D
 
 def decompressor(compression: str) -> str:
     """The fastest native decompressor of ``compression``: pigz decompresses faster than gzip
-    (zlib's inflate, with the checksum on its own thread)."""
-    tool = {"gzip": "pigz" if shutil.which("pigz") else "gzip", "zstd": "zstd"}[compression]
+    (zlib's inflate, with the checksum on its own thread); ``xz -T0`` decodes the blocks of a
+    multi-block stream on every core."""
+    tool = {"gzip": "pigz" if shutil.which("pigz") else "gzip", "zstd": "zstd", "lzma": "xz"}[compression]
     if shutil.which(tool) is None:
         raise SystemExit(f"{tool} is needed for the limit of {compression}")
-    return tool
+    return "xz -T0" if tool == "xz" else tool
 
 
 def image_dd(where: DataMember, target: str, block: str, nocache: bool) -> str:
@@ -512,12 +522,17 @@ def main() -> int:
                         help="smaller image for the RSS flatness check (default 128; 0 skips it)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (median; default 3)")
     parser.add_argument("--workdir", type=Path, help="keep images, Artifacts and partitions here")
-    parser.add_argument("--compressions", default=",".join(COMPRESSIONS))
+    parser.add_argument("--compressions", default=",".join(COMPRESSIONS),
+                        help=f"comma list of {', '.join(COMPRESSIONS + OPTIONAL_COMPRESSIONS)} "
+                        f"(default {','.join(COMPRESSIONS)})")
     parser.add_argument("--no-mender-client", action="store_true", help="leave out the loop-device rows")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds of an idle disk before every measurement (default 1)")
     args = parser.parse_args()
     compressions = [c for c in args.compressions.split(",") if c]
+    unknown = sorted(set(compressions) - set(COMPRESSIONS + OPTIONAL_COMPRESSIONS))
+    if unknown:
+        raise SystemExit(f"unknown compression(s): {', '.join(unknown)}")
     if not Path(GNU_TIME).exists():
         raise SystemExit("GNU time (/usr/bin/time, Debian package time) is needed for the peak RSS")
 

@@ -27,7 +27,7 @@ from pymender.device.store import StateStore
 
 PART_SIZE = 1 << 20
 DEVICE_TYPE = "qemux86-64"
-FAST_SOURCE = {"retries": 3, "backoff": 0.01, "timeout": 5.0}
+FAST_SOURCE = {"retries": 3, "backoff": 0.01, "timeout": 5.0, "sleep": lambda seconds: None}
 UBOOT_ENV_SIZE = 0x4000
 
 

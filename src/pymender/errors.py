@@ -2,7 +2,8 @@
 
 Every error a user can meet is a :class:`PymenderError`. Its ``str()`` is one line that says what
 is wrong; ``hint`` (optional) says what to do about it. The command line front ends print exactly
-that and exit with :func:`exit_code`; they never show a traceback.
+that and exit with :func:`exit_code`; they never show a traceback. The one exit code that is
+not an error, :data:`REBOOT_REQUIRED`, is defined here too, so every code has one home.
 """
 
 from __future__ import annotations
@@ -128,13 +129,6 @@ class ScriptError(PymenderError):
     """A state script failed or timed out."""
 
 
-class RebootRequired(PymenderError):
-    """Not a failure: the update is installed and the device must be rebooted.
-
-    Raised only when the user asked for ``--reboot-exit-code``.
-    """
-
-
 # --- Disk images -------------------------------------------------------------------------------
 
 
@@ -149,13 +143,12 @@ class ToolError(PymenderError):
 # --- Exit codes, in one place ------------------------------------------------------------------
 
 # pymender follows Mender's client: 0 success, 1 error, 2 nothing to commit or roll back,
-# 4 reboot required (only on request).
+# 4 reboot required (only on request; a success, so not in the table: see REBOOT_REQUIRED).
 # pymender-artifact follows mender-artifact 3.9, except that bad parameters are not exit 0:
 # 1 general, 2 usage, 3 cannot open an input, 4 invalid Artifact, 5 unsupported feature.
 _EXIT_CODES: dict[Tool, list[tuple[type[BaseException], int]]] = {
     "pymender": [
         (NothingToDoError, 2),
-        (RebootRequired, 4),
         (PymenderError, 1),
     ],
     "pymender-artifact": [
@@ -173,6 +166,11 @@ _EXIT_CODES: dict[Tool, list[tuple[type[BaseException], int]]] = {
         (PymenderError, 1),
     ],
 }
+
+
+#: ``pymender install --reboot-exit-code``: the update is installed and runs only after a reboot.
+#: Not a failure: the command returns it instead of 0 when the user asked for it.
+REBOOT_REQUIRED = 4
 
 
 def exit_code(error: BaseException, tool: Tool) -> int:

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from helpers import REPO, require_tool
 from e2e.qemu import Machine, MachineConfig, MachineError, overlay_disk, ovmf_code, uboot_arm64
+from helpers import REPO, require_tool
 
 #: The machines the e2e tests know, in the order they run.
 ARCHES = ("x86_64", "arm64")

@@ -5,7 +5,10 @@ The scenarios of the standalone flow, each from a fresh copy of the factory imag
 TCG costs about a minute, so scenarios that can share a machine without weakening each other do:
 
 - ``test_documented_flow_from_usb_stick``: the documented flow (install from a FAT stick,
-  reboot, commit, two more reboots).
+  reboot, commit, a reboot), then, on the same machine, an update that never comes up: its
+  kernel boots, but there is no init; the initramfs gives up and resets the board (the
+  image's ``panic=5``, as a watchdog would), and the bootloader returns to the committed
+  system. The next install says in one line that the update failed and goes on.
 - ``test_https_install_without_commit_rolls_back``: the install comes over https from a server
   on the host's loopback (a TLS certificate from the test CA the image trusts); the new system
   runs once, is not committed, and the next boot goes back to the old one.
@@ -42,6 +45,7 @@ import pytest
 from e2e.conftest import BootMachine, E2EImage, cut_for_time
 from e2e.guest import boot_env, fw_printenv, mount_stick, root_device, running_release
 from e2e.qemu import HOST_ADDRESS, Machine, make_fat_disk
+from helpers import require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -101,7 +105,8 @@ def assert_one_line_error(output: str, *expected: str) -> None:
 def test_documented_flow_from_usb_stick(
     boot: BootMachine, test_image: E2EImage, tmp_path: Path
 ) -> None:
-    stick = make_fat_disk(tmp_path / "stick.img", {"release1.mender": test_image.update_artifact})
+    stick = make_fat_disk(tmp_path / "stick.img", {"release1.mender": test_image.update_artifact,
+                                                   "no-init.mender": _no_init_artifact(test_image, tmp_path)})
     machine = boot(extra_disks=[stick])
     assert_factory_system(machine, test_image)
 
@@ -131,14 +136,71 @@ def test_documented_flow_from_usb_stick(
     assert_env(machine, test_image, {"bootcount": "1", "mender_boot_part": "3",
                                      "mender_boot_part_hex": "3", "upgrade_available": "0"})
 
-    # Committed: every later boot runs the new system, with no trial and no rollback.
-    for _ in range(2):
-        log = machine.reboot()
-        assert "trying the update" not in log and "rolling back" not in log
-        assert machine.booted_partition == 3
-        assert root_device(machine) == test_image.partitions["rootfs_b"]
-        assert running_release(machine, test_image.marker_file) == test_image.update_release
-        assert machine.run("pymender show-artifact") == (0, test_image.update_release)
+    # Committed: a later boot runs the new system, with no trial and no rollback (the boot
+    # that ends the failed update's trial below shows it once more).
+    log = machine.reboot()
+    assert "trying the update" not in log and "rolling back" not in log
+    assert_committed_system(machine, test_image)
+
+    # An update that never comes up: its kernel boots, its initramfs finds no init and resets
+    # the board; the bootloader, finding the trial boot used up, returns to the committed system.
+    mount_stick(machine, STICK)
+    code, output = install(machine, f"{STICK}/no-init.mender")
+    assert code == 0, output
+    assert f"Installed {NO_INIT_RELEASE} to {test_image.partitions['rootfs_a']}" in output
+    log = machine.reboot()
+    assert "pymender: trying the update on partition 2" in log
+    assert "No init found" in log
+    assert "pymender: update on partition 2 not committed, rolling back to partition 3" in log
+    assert_committed_system(machine, test_image)  # show-artifact names the committed Artifact
+
+    # No reboot will try it again: it failed. The next install says so in one line and goes on.
+    mount_stick(machine, STICK)
+    code, output = install(machine, f"{STICK}/no-init.mender")
+    assert code == 0, output
+    assert (f"The previous update {NO_INIT_RELEASE} failed (the bootloader went back to "
+            f"{test_image.partitions['rootfs_b']}) and was rolled back.") in output.splitlines()
+    assert f"Installed {NO_INIT_RELEASE} to {test_image.partitions['rootfs_a']}" in output
+    assert machine.run("pymender show-artifact") == (0, test_image.update_release)
+
+
+def assert_committed_system(machine: Machine, image: E2EImage) -> None:
+    """The device runs the committed update from rootfs B, and pymender says so."""
+    assert machine.booted_partition == 3
+    assert root_device(machine) == image.partitions["rootfs_b"]
+    assert running_release(machine, image.marker_file) == image.update_release
+    assert machine.run("pymender show-artifact") == (0, image.update_release)
+
+
+NO_INIT_RELEASE = "release-no-init"
+
+
+def _no_init_artifact(image: E2EImage, directory: Path) -> Path:
+    """A signed update for this machine that holds the update's kernel and initramfs and
+    nothing else: the bootloader boots it, the initramfs mounts it, and no init is there."""
+    debugfs = require_tool("debugfs")
+    update = directory / "update.ext4"
+    tool = Path(sys.executable).with_name("pymender-artifact")
+    with update.open("wb") as out:
+        subprocess.run([str(tool) if tool.exists() else "pymender-artifact", "cat",
+                        str(image.update_artifact)], stdout=out, check=True)
+    listing = subprocess.run([debugfs, "-R", "ls -p /boot", str(update)], capture_output=True, text=True,
+                             check=True).stdout
+    names = [line.strip("/").split("/")[4] for line in listing.splitlines() if line.startswith("/")]
+    tree = directory / "no-init"
+    (tree / "boot").mkdir(parents=True)
+    for prefix, link in (("vmlinuz-", "vmlinuz"), ("initrd.img-", "initrd.img")):
+        found = sorted(name for name in names if name.startswith(prefix))
+        assert found, f"no /boot/{prefix}* in {image.update_artifact}: {names}"
+        subprocess.run([debugfs, "-R", f"dump /boot/{found[0]} {tree / 'boot' / link}", str(update)],
+                       check=True, capture_output=True)
+    update.unlink()
+    size_mb = sum(path.stat().st_size for path in (tree / "boot").iterdir()) // (1 << 20) + 16
+    rootfs = directory / "no-init.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(tree), str(rootfs), f"{size_mb}M"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return _write_artifact(directory / "no-init.mender", rootfs, device_type=image.device_type,
+                           key=image.keys["signing_key"], name=NO_INIT_RELEASE)
 
 
 # --- 2 + 3. https install, no commit, rollback -----------------------------------------------
@@ -147,7 +209,7 @@ def test_documented_flow_from_usb_stick(
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str]
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: object) -> None:
         self.requests.append(self.requestline)
 
 
@@ -254,10 +316,10 @@ def test_https_install_without_commit_rolls_back(
 
 
 def _write_artifact(out: Path, image: Path, *, device_type: str, key: Path | None,
-                    compression: str = "gzip") -> Path:
+                    compression: str = "gzip", name: str = "release-bad") -> Path:
     tool = Path(sys.executable).with_name("pymender-artifact")  # the venv's, not on PATH
     args = [str(tool) if tool.exists() else "pymender-artifact", "write", "rootfs-image",
-            "-n", "release-bad", "-t", device_type,
+            "-n", name, "-t", device_type,
             "-f", str(image), "--compression", compression, "--no-progress", "-o", str(out)]
     if key is not None:
         args += ["-k", str(key)]

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import require_tool
-
 from artifact_factory import KeyPair, make_image, make_keys, read_all
+from helpers import require_tool
 
 pytestmark = pytest.mark.interop
 

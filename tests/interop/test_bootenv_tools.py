@@ -13,8 +13,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from helpers import require_tool
 
+from helpers import require_tool
 from pymender.device.bootenv import GrubEnv, UBootEnv
 
 pytestmark = pytest.mark.interop

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import (  # noqa: E402
+from layer.bbparse import (
     FATAL_ERRORS,
     IMAGE,
     STANDINS,

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import (  # noqa: E402
+from layer.bbparse import (
+    FATAL_ERRORS,
     IMAGE,
     LAYER,
     STANDINS,
-    FATAL_ERRORS,
     capture_warnings,
     configuration,
     local_conf,

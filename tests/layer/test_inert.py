@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import (  # noqa: E402
+from layer.bbparse import (
     IMAGE,
     LAYER,
     STANDINS,

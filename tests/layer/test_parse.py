@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from helpers import REPO
 
 pytest.importorskip("bb")
-from layer import bbparse  # noqa: E402
-from layer.bbparse import (  # noqa: E402
+from layer import bbparse
+from layer.bbparse import (
     FATAL_ERRORS,
     IMAGE,
     LAYER,

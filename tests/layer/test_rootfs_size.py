@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import (  # noqa: E402
+from layer.bbparse import (
+    FATAL_ERRORS,
     IMAGE,
     STANDINS,
-    FATAL_ERRORS,
     capture_warnings,
     configuration,
     kas_local_conf,

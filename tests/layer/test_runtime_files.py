@@ -22,8 +22,8 @@ import pytest
 from helpers import REPO, load_script, require_tool
 
 pytest.importorskip("bb")
-from layer import bbparse  # noqa: E402
-from layer.bbparse import LAYER, configuration, local_conf, recipe  # noqa: E402
+from layer import bbparse
+from layer.bbparse import LAYER, configuration, local_conf, recipe
 
 FILES_DIRS = sorted(LAYER.glob("recipes-*/*/files"))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import IMAGE, LAYER, STANDINS, UPDATER, configuration, local_conf, recipe, task_hashes  # noqa: E402
+from layer.bbparse import IMAGE, LAYER, STANDINS, UPDATER, configuration, local_conf, recipe, task_hashes
 
 CONFIG = LAYER / "recipes-pymender" / "pymender-config" / "pymender-config_1.0.bb"
 GRUBENV = LAYER / "recipes-bsp" / "pymender-grubenv" / "pymender-grubenv_1.0.bb"

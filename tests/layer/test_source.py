@@ -19,9 +19,9 @@ import pytest
 from helpers import REPO, require_tool
 
 pytest.importorskip("bb")
-from layer.bbparse import LAYER, configuration, layer_files, local_conf, recipe  # noqa: E402, I001
+from layer.bbparse import LAYER, configuration, layer_files, local_conf, recipe  # noqa: I001
 
-import bb.fetch2  # noqa: E402
+import bb.fetch2
 
 
 def vendored_layer(tmp_path: Path) -> Path:

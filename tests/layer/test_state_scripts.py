@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("bb")
-from layer.bbparse import IMAGE, STANDINS, configuration, local_conf, recipe, run_shell  # noqa: E402
-from layer.layerrun import LayerRun  # noqa: E402
+from layer.bbparse import IMAGE, STANDINS, configuration, local_conf, recipe, run_shell
+from layer.layerrun import LayerRun
 
 EXAMPLE = STANDINS / "recipes" / "example-state-scripts_1.0.bb"
 

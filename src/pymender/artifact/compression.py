@@ -8,7 +8,9 @@ the codec allows, uses several cores:
 - gzip: one gzip member whose deflate stream is made of independently compressed 1 MiB blocks,
   each primed with the 32 KiB before it (as pigz does); any gzip reader reads it as one stream.
   ISA-L deflates the blocks when the ``isal`` module is installed, zlib otherwise.
-- xz: one xz stream of independently compressed blocks (as ``xz -T`` does), CRC32 checks.
+- xz: one xz stream of independently compressed blocks (as ``xz -T`` does), CRC32 checks; each
+  block header carries the block's compressed and uncompressed size, as ``xz -T`` writes them.
+  Reading is liblzma's sequential decoder: every xz stream, whoever wrote it.
 - zstd: libzstd's own worker threads.
 
 The output depends only on the input, the codec and (for gzip) the deflate engine, never on the
@@ -31,8 +33,9 @@ from pymender.errors import (
     DependencyMissingError,
     UsageError,
 )
+from pymender.sysio import cores
 
-from .tarstream import Readable
+from .streams import READ_CHUNK, DecompressedReader, Readable, readinto_from
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,7 +44,6 @@ if TYPE_CHECKING:
 Chunk = bytes | memoryview
 Sink = Callable[[Chunk], Any]
 
-READ_CHUNK = 256 * 1024  # compressed bytes per read: ~1 MiB of output per decompress call
 # xz decompression needs the dictionary in memory; upstream writes 64 MiB dictionaries.
 XZ_MEMLIMIT = 256 * 1024 * 1024
 ZSTD_MAX_WINDOW = 128 * 1024 * 1024
@@ -106,17 +108,6 @@ def _zstandard() -> Any:
 # --- Decompression -----------------------------------------------------------------------------
 
 
-class DecompressedReader(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-    def readinto(self, buffer: memoryview, /) -> int: ...
-
-
-def _readinto_from(read: Callable[[int], bytes], buffer: memoryview) -> int:
-    data = read(len(buffer))
-    buffer[: len(data)] = data
-    return len(data)
-
-
 class _StreamDecompressor:
     """Bounded reads over a zlib- or lzma-like decompressor that may span several streams."""
 
@@ -175,7 +166,7 @@ class _StreamDecompressor:
                 return bytes(out)
 
     def readinto(self, buffer: memoryview) -> int:
-        return _readinto_from(self.read, buffer)
+        return readinto_from(self.read, buffer)
 
 
 class _ZstdReader:
@@ -213,7 +204,7 @@ class _Plain:
     def readinto(self, buffer: memoryview) -> int:
         readinto = getattr(self._raw, "readinto", None)
         if readinto is None:
-            return _readinto_from(self._raw.read, buffer)
+            return readinto_from(self._raw.read, buffer)
         return int(readinto(buffer))
 
 
@@ -226,19 +217,8 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> Decompressed
     if codec.name == "lzma":
         import lzma  # here: most Artifacts are not xz, and the import costs start-up time
 
-        def sequential(source: Readable) -> DecompressedReader:
-            return _StreamDecompressor(
-                source, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what,
-                (lzma.LZMAError,))
-
-        from .hashing import cores
-
-        threads = cores()
-        if threads < 2:
-            return sequential(raw)
-        from .xzblocks import ParallelXzReader  # threads too: only when an xz member is read
-
-        return ParallelXzReader(raw, what, threads=threads, memlimit=XZ_MEMLIMIT, fallback=sequential)
+        return _StreamDecompressor(
+            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO, memlimit=XZ_MEMLIMIT), what, (lzma.LZMAError,))
     if codec.name == "zstd":
         return _ZstdReader(raw, what)
     raise ArtifactUnsupportedError(f"unsupported compression {codec.name}")
@@ -250,13 +230,6 @@ def decompressing_reader(raw: Readable, codec: Codec, what: str) -> Decompressed
 class Compressor(Protocol):
     def write(self, data: Chunk) -> None: ...
     def finish(self) -> None: ...
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _Passthrough:
@@ -422,6 +395,7 @@ XZ_BLOCK = 2 << 20
 XZ_PRESET = 3
 XZ_DICT = 2 << 20
 _XZ_CHECK_CRC32 = 0x01
+_XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
 def _xz_dict_byte(dict_size: int) -> int:
@@ -431,6 +405,32 @@ def _xz_dict_byte(dict_size: int) -> int:
     raise ValueError("dictionary too large")
 
 
+def _varint(value: int) -> bytes:
+    """xz's variable-length integer: 7 bits a byte, least significant first."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _xz_stream_header(check: int) -> bytes:
+    flags = bytes([0x00, check])
+    return _XZ_MAGIC + flags + struct.pack("<I", zlib.crc32(flags))
+
+
+def _xz_index_and_footer(records: list[tuple[int, int]], check: int) -> bytes:
+    """An index listing ``records`` (unpadded, uncompressed sizes) and the stream footer."""
+    index = bytearray(b"\x00") + _varint(len(records))
+    for unpadded, uncompressed in records:
+        index += _varint(unpadded) + _varint(uncompressed)
+    index += b"\0" * (-len(index) % 4)
+    index += struct.pack("<I", zlib.crc32(index))
+    footer = struct.pack("<I", len(index) // 4 - 1) + bytes([0x00, check])
+    return bytes(index) + struct.pack("<I", zlib.crc32(footer)) + footer + b"YZ"
+
+
 class _ParallelXz(_BlockPipeline):
     """One .xz stream of independently compressed LZMA2 blocks (the layout of ``xz -T``)."""
 
@@ -438,22 +438,17 @@ class _ParallelXz(_BlockPipeline):
         super().__init__(sink, XZ_BLOCK, threads)
         import lzma
 
-        from . import xzblocks  # the format's pieces, shared with the reader
-
-        self._xz = xzblocks
         self._compress = lzma.compress
         self._raw_format = lzma.FORMAT_RAW
         self._filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": XZ_DICT}]
-        sink(xzblocks.stream_header(_XZ_CHECK_CRC32))
-        varint = xzblocks.encode_varint
-        self._filter_flags = varint(lzma.FILTER_LZMA2) + varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
+        sink(_xz_stream_header(_XZ_CHECK_CRC32))
+        self._filter_flags = _varint(lzma.FILTER_LZMA2) + _varint(1) + bytes([_xz_dict_byte(XZ_DICT)])
         self._records: list[tuple[int, int]] = []
 
     def _block_header(self, compressed: int, uncompressed: int) -> bytes:
         """A block header with both optional sizes (flags 0x40 | 0x80), as ``xz -T`` writes it:
-        a reader can cut each block out of the stream unread and decode blocks in parallel."""
-        varint = self._xz.encode_varint
-        body = bytes([0xC0]) + varint(compressed) + varint(uncompressed) + self._filter_flags
+        a reader can cut each block out of the stream unread."""
+        body = bytes([0xC0]) + _varint(compressed) + _varint(uncompressed) + self._filter_flags
         size = 1 + len(body)
         size += -size % 4
         header = bytes([size // 4]) + body + b"\0" * (size - 1 - len(body))
@@ -475,7 +470,7 @@ class _ParallelXz(_BlockPipeline):
 
     def finish(self) -> None:
         super().finish()
-        self._sink(self._xz.index_and_footer(self._records, _XZ_CHECK_CRC32))
+        self._sink(_xz_index_and_footer(self._records, _XZ_CHECK_CRC32))
 
 
 class _Zstd:
@@ -500,7 +495,7 @@ class _Zstd:
 
 def compressor(codec: Codec, sink: Sink, *, threads: int | None = None) -> Compressor:
     """A streaming compressor for ``codec`` that passes its output to ``sink``."""
-    workers = default_threads() if threads is None else max(1, threads)
+    workers = cores() if threads is None else max(1, threads)
     if codec.name == "none":
         return _Passthrough(sink)
     if codec.name == "gzip":

@@ -18,9 +18,10 @@ imports) would cost a command-line tool more start-up time than a small payload 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from queue import SimpleQueue
+
+from pymender.sysio import cores
 
 #: Bytes per buffer: 1 MiB stays in a core's cache between being read and being hashed.
 BUFFER_SIZE = 1 << 20
@@ -30,14 +31,6 @@ BUFFER_SIZE = 1 << 20
 BUFFERS = 8
 #: Payloads at least this large are worth a thread; smaller ones are hashed inline.
 THREAD_MIN = 4 * 1024 * 1024
-
-
-def cores() -> int:
-    """CPUs this process may run on: with only one, hashing on a thread gains nothing."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 _Queue = SimpleQueue["tuple[bytes | bytearray, int] | None"]
@@ -154,7 +147,8 @@ class BackgroundSha256:
 
 
 def new_sha256(size: int) -> BackgroundSha256 | hashlib._Hash:
-    """A hash object for ``size`` bytes: on a worker thread when that can pay off."""
+    """A hash object for ``size`` bytes: on a worker thread when that can pay off (a large
+    payload, and more than one CPU: with only one, hashing on a thread gains nothing)."""
     if size >= THREAD_MIN and cores() > 1:
         return BackgroundSha256()
     return hashlib.sha256()

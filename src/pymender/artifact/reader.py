@@ -42,7 +42,8 @@ from .model import (
     parse_meta_data,
 )
 from .record import Record
-from .tarstream import Readable, TarMember, TarReader
+from .streams import Readable
+from .tarstream import TarMember, TarReader
 
 if TYPE_CHECKING:
     from .signing import Verifier

@@ -25,11 +25,11 @@ MAX_KEY_FILE = 1024 * 1024
 
 def _crypto() -> Any:
     try:
-        import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401
-        import cryptography.hazmat.primitives.asymmetric.padding  # noqa: F401
-        import cryptography.hazmat.primitives.asymmetric.rsa  # noqa: F401
-        import cryptography.hazmat.primitives.asymmetric.utils  # noqa: F401
-        import cryptography.hazmat.primitives.hashes  # noqa: F401
+        import cryptography.hazmat.primitives.asymmetric.ec
+        import cryptography.hazmat.primitives.asymmetric.padding
+        import cryptography.hazmat.primitives.asymmetric.rsa
+        import cryptography.hazmat.primitives.asymmetric.utils
+        import cryptography.hazmat.primitives.hashes
         import cryptography.hazmat.primitives.serialization  # noqa: F401
         from cryptography import exceptions  # noqa: F401
     except ImportError:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from pymender.errors import ArtifactFormatError, ArtifactTruncatedError, UnsafeArtifactError
+
+from .streams import Readable
 
 BLOCK = 512
 # Extended headers (PAX records, GNU long names) are tiny in practice; anything larger is hostile.
@@ -27,10 +29,6 @@ USTAR_MAX_SIZE = 8**11 - 1
 
 _REGULAR = (b"0", b"\0", b"7")
 _DIRECTORY = b"5"
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class TarMember(NamedTuple):

@@ -10,7 +10,7 @@ header, which depends on the checksum; in the rare case that changes the header'
 blocks, the data member is moved to fit. Nothing is staged in a temporary file and memory stays
 flat whatever the payload size. The output must be a regular file; it is written as
 ``OUTPUT.tmp`` and renamed into place only when complete, after an ``fsync`` whose work the
-kernel has mostly done already (see :mod:`.writeback`).
+kernel has mostly done already (see :class:`pymender.sysio.WriteBehind`).
 
 Members appear in upstream's order and with upstream's header fields, so ``mender-artifact``
 reads our Artifacts, and the same inputs with the same ``SOURCE_DATE_EPOCH`` give the same bytes.
@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pymender.errors import InputError, OutputError, UsageError
+from pymender.sysio import WriteBehind, pwrite_all, source_date_epoch
 
 from . import compression, hashing
 from .manifest import format_manifest
 from .model import HeaderInfo, TypeInfo, check_payload_file_name, check_script_name, go_json
 from .signing import Signer
 from .tarstream import END_OF_ARCHIVE, padding, single_block_header, tar_header
-from .writeback import WriteBehind
 
 VERSION_3 = b'{"format":"mender","version":3}'
 VERSION_2 = b'{"format":"mender","version":2}'
@@ -67,16 +67,6 @@ class ArtifactSpec:
     payload: PayloadSpec
     scripts: list[Path] = field(default_factory=list)
     format_version: int = 3
-
-
-def source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -237,7 +227,7 @@ class ArtifactWriter:
                 handle.flush()
                 if len(leading) != reserved:
                     _move(handle.fileno(), reserved, len(leading), out.position)
-                _pwrite_all(handle.fileno(), leading, 0)
+                pwrite_all(handle.fileno(), leading, 0)
                 os.fsync(handle.fileno())
             os.replace(temporary, output)
         except OSError as err:
@@ -276,7 +266,7 @@ class ArtifactWriter:
         size = out.position - start
         out.write(padding(size))
         out.handle.flush()
-        _pwrite_all(out.handle.fileno(), single_block_header(name, size, mode=0o600, mtime=self.now),
+        pwrite_all(out.handle.fileno(), single_block_header(name, size, mode=0o600, mtime=self.now),
                     header_at)
         return checksums
 
@@ -327,16 +317,8 @@ def _move(fd: int, start: int, new_start: int, end: int) -> None:
         data = os.pread(fd, size, start + offset)
         if len(data) != size:
             raise OSError(errno.EIO, "short read while moving the data member")
-        _pwrite_all(fd, data, new_start + offset)
+        pwrite_all(fd, data, new_start + offset)
     os.ftruncate(fd, new_start + length)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
 
 
 def _remove(path: Path) -> None:

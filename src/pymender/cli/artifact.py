@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymender import __version__
 from pymender.artifact.reader import ArtifactReader, ReadOptions
-from pymender.cli.common import help_width, run_cli
+from pymender.cli.common import Parser, help_width, run_cli
 from pymender.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -26,13 +26,6 @@ if TYPE_CHECKING:
 # case on a build server's hot path, then start faster.
 
 COMPRESSIONS = "none, gzip (default), lzma, zstd (zstd_fastest, zstd_fast, zstd_better, zstd_best)"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises :class:`UsageError` instead of exiting, so errors look like ours."""
-
-    def error(self, message: str) -> Any:
-        raise UsageError(message, hint=f"see {self.prog} --help")
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -83,7 +76,7 @@ def _common_write_options(parser: argparse.ArgumentParser, *, payload: bool = Tr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="pymender-artifact",
         formatter_class=_formatter,
         description="Write, read, validate and sign Mender Artifacts (format version 3).",
@@ -100,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pymender-artifact {__version__}")
     parser.add_argument("--compression", dest="global_compression", metavar="ALGO",
                         help="default compression for write (as upstream's global option)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     write = commands.add_parser("write", help="write an Artifact", formatter_class=_formatter,
                                 description="Write an Artifact of one of the kinds below.")
-    kinds = write.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser)
+    kinds = write.add_subparsers(dest="kind", metavar="KIND")
     rootfs = kinds.add_parser(
         "rootfs-image", help="a full root filesystem image", formatter_class=_formatter,
         description="Write an Artifact that installs a whole root filesystem image.",

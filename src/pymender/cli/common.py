@@ -1,13 +1,27 @@
-"""What every front end shares: run a command, turn errors into one line and an exit code."""
+"""What every front end shares: parse a command line and run it, turning errors into one line
+and an exit code."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from pymender.errors import PymenderError, Tool, exit_code
+from pymender.errors import PymenderError, Tool, UsageError, exit_code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of exiting, so a bad command line is
+    reported like every other error: one line, the tool's exit code for usage errors.
+
+    Subcommand parsers are of the same class (argparse makes them of its parser's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"see {self.prog} --help")
 
 
 def run_cli(tool: Tool, main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from pymender import __version__
-from pymender.cli.common import help_width, run_cli, setup_logging
+from pymender.cli.common import Parser, help_width, run_cli, setup_logging
 from pymender.cli.progress import ProgressBar
 from pymender.device import log
 from pymender.device.config import load_config
 from pymender.device.install import Updater
-from pymender.errors import RebootRequired, UsageError, exit_code
+from pymender.errors import REBOOT_REQUIRED, UsageError
 
 # Start-up time is part of every install, so this command keeps heavy modules off its common
 # paths (tests/unit/cli/test_device_startup.py lists them): no logging unless asked for debug
@@ -60,13 +60,6 @@ Configuration: /etc/pymender/pymender.conf, else /etc/mender/mender.conf (see -c
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises :class:`UsageError` instead of exiting, so errors look like ours."""
-
-    def error(self, message: str) -> Any:
-        raise UsageError(message, hint=f"see {self.prog} --help")
-
-
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34, width=help_width())
 
@@ -88,10 +81,10 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pymender", description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter)
+    parser = Parser(prog="pymender", description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter)
     parser.add_argument("-v", "--version", action="version", version=f"pymender {__version__}")
     _global_options(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     install = commands.add_parser(
         "install", help="install an Artifact to the inactive partition", formatter_class=_formatter,
         description="Stream the Artifact at URI (path, file://, http(s)://, or - for stdin) to the "
@@ -172,7 +165,7 @@ def _main(argv: Sequence[str]) -> int:
 
             result = Updater(config, report=say, progress=progress).install(args.uri)
         if result.reboot_required and args.reboot_exit_code:
-            return exit_code(RebootRequired("reboot required"), "pymender")
+            return REBOOT_REQUIRED
         return 0
     if args.command == "commit":
         Updater(config, report=say).commit()

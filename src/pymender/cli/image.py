@@ -11,10 +11,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Final
 
 from pymender import __version__
-from pymender.cli.common import run_cli
+from pymender.cli.common import Parser, run_cli
 from pymender.errors import UsageError
 from pymender.image.build import ImageSpec, build_image, check_rootfs_fits
 from pymender.image.fsimage import FILESYSTEM_ROLES, FilesystemSpec, build_filesystem
@@ -50,13 +50,6 @@ example:
   pymender-image build --layout uefiimg --rootfs core-image.ext4 --boot-dir efi/ \\
       --data-dir data/ --total-size-mb 2048 --bmap -o core-image.uefiimg
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as one line through the error hierarchy."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
 def _int(text: str) -> int:
@@ -171,7 +164,7 @@ def _add_disk_id_option(parser: argparse.ArgumentParser, help_text: str | None =
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Build, inspect and size provisioning disk images (.sdimg / .uefiimg) "
         "with partitions boot, rootfs A, rootfs B and data.",
@@ -252,7 +245,7 @@ example:
 """
 
 
-def _add_filesystem_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_filesystem_parser(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "filesystem",
         help="make the boot or data filesystem as a file of its own",

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pymender.device.bootenv import KINDS as BOOTLOADERS
 from pymender.device.log import get_logger
 from pymender.errors import ConfigError
 
@@ -28,7 +29,6 @@ DEFAULT_DATA_DIR = Path("/var/lib/pymender")
 DEFAULT_SCRIPTS_DIR = Path("/etc/mender/scripts")
 DEFAULT_UBOOT_ENV_CONFIG = Path("/etc/fw_env.config")
 DEFAULT_ARTIFACT_INFO_FILE = Path("/etc/mender/artifact_info")
-BOOTLOADERS = ("grub", "uboot")
 
 # Mender keys that matter only to Mender's daemon or server connection: ignored quietly.
 _MENDER_ONLY_KEYS = frozenset(

@@ -2,6 +2,10 @@
 
 Kept apart from :mod:`pymender.device.sources` so that installing from a local file never loads
 the HTTP and TLS modules. See that module for the contract every source keeps.
+
+After a dropped connection the source waits ``backoff`` seconds before it asks again, twice as
+long before each further attempt in a row, at most :data:`MAX_BACKOFF`; a byte that arrives
+ends the row.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from pymender import __version__
-from pymender.device.sources import MAX_BACKOFF, Source, _display
 from pymender.device.log import get_logger
+from pymender.device.source_base import Source, display_url
 from pymender.errors import SourceError
 
 log = get_logger(__name__)
+
+#: Longest wait between two resume attempts, in seconds.
+MAX_BACKOFF = 60.0
 
 _CONTENT_RANGE = re.compile(r"bytes\s+([0-9]+)-([0-9]+)/([0-9]+|\*)\s*", re.ASCII)
 # Failures while talking to the server that a new request may cure.
@@ -38,15 +46,17 @@ class HttpSource(Source):
         retries: int,
         backoff: float,
         timeout: float,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._response: http.client.HTTPResponse | None = None
+        self._sleep = sleep
         self._url = url
         self._retries = retries
         self._backoff = backoff
         self._timeout = timeout
         self._failures = 0  # failed attempts in a row since the last byte arrived
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
-        name = _display(url)
+        name = display_url(url)
         try:
             response = self._request(name, offset=0, validator=None)
         except _TRANSIENT as err:
@@ -97,7 +107,7 @@ class HttpSource(Source):
         )
 
     def _reconnect(self) -> None:
-        time.sleep(min(self._backoff * 2 ** (self._failures - 1), MAX_BACKOFF))
+        self._sleep(min(self._backoff * 2 ** (self._failures - 1), MAX_BACKOFF))
         validator = self._etag if self._etag and not self._etag.startswith("W/") else None
         validator = validator or self._last_modified
         try:

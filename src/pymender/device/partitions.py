@@ -95,6 +95,18 @@ class PartitionSet(NamedTuple):
                 return part
         return None
 
+    def named(self, path: str, what: str) -> Partition:
+        """The partition a pending update names as ``what`` ("new", "previous"); refused when
+        the configuration no longer has it."""
+        part = self.by_path(path)
+        if part is None:
+            raise DeviceError(
+                f"the {what} partition of the pending update ({path}) is neither RootfsPartA ({self.a.path}) "
+                f"nor RootfsPartB ({self.b.path})",
+                hint="the configuration changed since the install; restore RootfsPartA/RootfsPartB",
+            )
+        return part
+
     def by_number(self, number: int) -> Partition | None:
         for part in (self.a, self.b):
             if part.number == number:

@@ -27,16 +27,17 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pymender.artifact.model import ARTIFACT_SCRIPT_STATES
-from pymender.device.bootenv.base import fsync_dir
 from pymender.device.log import get_logger
 from pymender.errors import ArtifactFormatError, ScriptError, UnsafeArtifactError
+from pymender.sysio import create_file, fsync_dir
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
     from typing import IO
 
 # Running a script needs subprocess, tempfile and signal: they are imported where used, since
@@ -90,7 +91,8 @@ class ScriptRunner:
     ``rootfs_dir`` holds the root filesystem's scripts (``Idle``, ``Sync``, ``Download``);
     ``artifact_dir`` the scripts stored from the Artifact being installed (``None``: none).
     Times are in seconds: ``timeout`` per run of a script, ``retry_interval`` and
-    ``retry_timeout`` for scripts that exit with 21 ("retry later").
+    ``retry_timeout`` for scripts that exit with 21 ("retry later"), measured with ``clock``
+    (seconds, monotonic) and waited with ``sleep``; tests pass their own.
     """
 
     def __init__(
@@ -100,6 +102,9 @@ class ScriptRunner:
         timeout: float = DEFAULT_TIMEOUT,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if timeout <= 0 or retry_interval < 0 or retry_timeout < 0:
             raise ValueError("timeout must be > 0, retry_interval and retry_timeout >= 0")
@@ -108,6 +113,8 @@ class ScriptRunner:
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.retry_timeout = retry_timeout
+        self._clock = clock
+        self._sleep = sleep
 
     def directory_for(self, state: str) -> Path | None:
         """Where the scripts of ``state`` live."""
@@ -188,7 +195,7 @@ class ScriptRunner:
                 f"state script {script} is not an executable file",
                 hint="make it executable (chmod +x) or remove it",
             )
-        first = time.monotonic()
+        first = self._clock()
         attempt = 1
         while True:
             log.info("running state script %s", script)
@@ -200,7 +207,7 @@ class ScriptRunner:
                 raise ScriptError(
                     f"state script {script.name} {how}", hint="see its output in the log"
                 )
-            elapsed = time.monotonic() - first
+            elapsed = self._clock() - first
             if elapsed + self.retry_interval > self.retry_timeout:
                 raise ScriptError(
                     f"state script {script.name} still asked to retry later (exit code 21) after"
@@ -211,7 +218,7 @@ class ScriptRunner:
                 "state script %s asked to retry later; running it again in %g s",
                 script.name, self.retry_interval,
             )
-            time.sleep(self.retry_interval)
+            self._sleep(self.retry_interval)
             attempt += 1
 
     def _execute(self, script: Path) -> int:
@@ -273,8 +280,8 @@ def store_artifact_scripts(directory: Path, scripts: Mapping[str, bytes]) -> Non
             _remove(leftover)
         staging.mkdir(mode=0o755)
         for name, data in sorted(scripts.items()):
-            _write_synced(staging / name, data, 0o755)
-        _write_synced(staging / VERSION_FILE, STORED_VERSION.encode(), 0o644)
+            create_file(staging / name, data, 0o755)
+        create_file(staging / VERSION_FILE, STORED_VERSION.encode(), 0o644)
         fsync_dir(staging)
         if directory.is_symlink() or directory.exists():
             os.rename(directory, retired)
@@ -338,19 +345,6 @@ def _check_stored_name(name: str) -> None:
             "the Artifact carries %s: %s scripts run only from the root filesystem, never from"
             " an Artifact", name, match["state"],
         )
-
-
-def _write_synced(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)  # not narrowed by the umask
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 
 def _remove(path: Path) -> None:

@@ -8,7 +8,7 @@ the same file (no ``206``, another ``Content-Range``, a changed ``ETag``) or the
 down for too long does reading fail, with one clear :class:`~pymender.errors.SourceError`.
 
 Every source reports ``size`` (when known: file size or ``Content-Length``) and ``bytes_read``,
-so a front end can show progress.
+so a front end can show progress (see :class:`~pymender.device.source_base.Source`).
 """
 
 from __future__ import annotations
@@ -16,71 +16,25 @@ from __future__ import annotations
 import io
 import os
 import stat
+import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pymender.device.log import get_logger
+from pymender.device.source_base import Source, display_url
 from pymender.errors import SourceError
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
-log = get_logger(__name__)
 
 #: Resume attempts in a row that deliver no byte before the download is given up.
 DEFAULT_RETRIES = 5
-#: Wait before the first resume attempt, in seconds; doubled for each further attempt in a row.
+#: Wait before the first resume attempt, in seconds; doubled for each further attempt in a row
+#: (up to :data:`pymender.device.http_source.MAX_BACKOFF`).
 DEFAULT_BACKOFF = 1.0
-#: Longest wait between two resume attempts, in seconds.
-MAX_BACKOFF = 60.0
 #: Socket timeout (connect and each read), in seconds. A stalled read counts as a dropped
 #: connection and is resumed.
 DEFAULT_TIMEOUT = 60.0
 
 STDIN = "-"
 _SCHEMES_HINT = "use a local path, a file://, http:// or https:// URL, or - for stdin"
-
-
-class Source(io.RawIOBase):
-    """A forward-only binary stream of the update, with its total size and the bytes read so far.
-
-    ``read(n)``, ``readinto(b)``, ``readall()`` and ``close()`` behave as for any raw stream;
-    ``seekable()`` is false. ``size`` is ``None`` when the source cannot know it (stdin, a pipe,
-    an HTTP answer without ``Content-Length``).
-    """
-
-    def __init__(self, name: str, size: int | None) -> None:
-        super().__init__()
-        #: What the user asked for, fit for messages (an URL without its query string).
-        self.name = name
-        #: Total size in bytes, or ``None`` when unknown.
-        self.size = size
-        #: Bytes delivered to the consumer so far.
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on a closed source")
-        view = memoryview(buffer).cast("B")
-        if not len(view):
-            return 0
-        count = self._readinto(view)
-        self.bytes_read += count
-        return count
-
-    def _readinto(self, view: memoryview) -> int:
-        """Fill the front of ``view`` with the next bytes; 0 only at the end of the source."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} {self.bytes_read}/{self.size}>"
 
 
 class FileSource(Source):
@@ -112,6 +66,7 @@ def open_source(
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     timeout: float = DEFAULT_TIMEOUT,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Source:
     """Open ``uri`` for reading once, front to back.
 
@@ -119,8 +74,8 @@ def open_source(
     URL. For HTTPS the system's CA store is trusted, plus the certificates in ``ca_file``;
     certificate errors are refused unless ``insecure`` is true. A dropped HTTP connection is
     resumed: up to ``retries`` attempts in a row without progress, waiting ``backoff`` seconds
-    before the first and twice as long before each further one; ``timeout`` bounds every
-    connect and read.
+    before the first and twice as long before each further one (waiting with ``sleep``);
+    ``timeout`` bounds every connect and read.
     """
     if retries < 0 or backoff < 0 or timeout <= 0:
         raise ValueError("retries and backoff must be >= 0 and timeout > 0")
@@ -150,15 +105,16 @@ def open_source(
         from pymender.device.http_source import HttpSource, tls_context
 
         context = tls_context(ca_file, insecure) if scheme == "https" else None
-        return HttpSource(uri, context=context, retries=retries, backoff=backoff, timeout=timeout)
+        return HttpSource(uri, context=context, retries=retries, backoff=backoff, timeout=timeout,
+                          sleep=sleep)
     raise SourceError(
-        f"unsupported update source {_display(uri)}: scheme {scheme}://", hint=_SCHEMES_HINT
+        f"unsupported update source {display_url(uri)}: scheme {scheme}://", hint=_SCHEMES_HINT
     )
 
 
 def _open_file(path: Path, name: str) -> FileSource:
     try:
-        file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the source
+        file = open(path, "rb", buffering=0)
     except OSError as err:
         raise SourceError(
             f"cannot open {name}: {err.strerror or err}", hint="check the path of the Artifact"
@@ -167,15 +123,4 @@ def _open_file(path: Path, name: str) -> FileSource:
     return FileSource(name, file, os.fstat(file.fileno()).st_size if stat.S_ISREG(mode) else None)
 
 
-def _display(url: str) -> str:
-    """The URL for messages: no user name or password, no query (it often carries a token)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return url.split("?", 1)[0]
-    query = "?..." if parts.query else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
+__all__ = ["DEFAULT_BACKOFF", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "STDIN", "FileSource", "Source", "open_source"]

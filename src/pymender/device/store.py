@@ -7,21 +7,22 @@ complete new one. JSON with write-rename rather than SQLite because it needs not
 standard library's ``os`` (embedded Python builds often leave out ``sqlite3``), its durability
 does not depend on journal settings, and a person can read it with ``cat``.
 
-Callers serialise writers (the updater's lock); the store itself does not lock.
+Callers serialise writers (the updater's lock); the store itself does not lock. What the state
+of a pending update means, and which changes are allowed, is :mod:`pymender.device.flow`'s
+business; the store keeps the name.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymender.device.log import get_logger
 from pymender.errors import NothingToDoError, StateError
+from pymender.sysio import replace_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,20 +36,8 @@ INCONSISTENT_SUFFIX = "_INCONSISTENT"
 DEFAULT_ARTIFACT_INFO_FILE = Path("/etc/mender/artifact_info")
 #: The default of the mappings below: shared by every instance, so it must never change.
 _NOTHING: Mapping[str, str] = MappingProxyType({})
-
-
-class UpdateState(str, Enum):
-    """How far the pending update got (Mender's standalone ``InState`` names)."""
-
-    BEFORE_ARTIFACT_INSTALL_ENTER = "Before_ArtifactInstall_Enter"
-    ARTIFACT_INSTALL_ENTER = "ArtifactInstall_Enter"
-    BEFORE_ARTIFACT_COMMIT_ENTER = "Before_ArtifactCommit_Enter"
-    ARTIFACT_COMMIT_ENTER = "ArtifactCommit_Enter"
-    BEFORE_ARTIFACT_COMMIT_LEAVE = "Before_ArtifactCommit_Leave"
-    ARTIFACT_COMMIT_LEAVE = "ArtifactCommit_Leave"
-    ARTIFACT_ROLLBACK_ENTER = "ArtifactRollback_Enter"
-    ARTIFACT_FAILURE_ENTER = "ArtifactFailure_Enter"
-    CLEANUP = "Cleanup"
+#: The state of a pending update recorded without one (installed, waiting for the commit).
+INSTALLED_STATE = "Before_ArtifactCommit_Enter"
 
 
 # The records below are named tuples, not dataclasses: importing dataclasses costs every
@@ -90,7 +79,8 @@ class PendingUpdate(NamedTuple):
     previous_env: Mapping[str, str] = _NOTHING
     #: Where this Artifact's state scripts were stored, if it had any.
     scripts_dir: str | None = None
-    state: UpdateState = UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
+    #: How far it got: a state name of :class:`pymender.device.flow.UpdateState`.
+    state: str = INSTALLED_STATE
     failed: bool = False
     rolled_back: bool = False
 
@@ -125,33 +115,6 @@ def apply_update(
     result.pop("artifact_group", None)
     name = update.artifact_name + (INCONSISTENT_SUFFIX if inconsistent else "")
     return DeviceState(artifact_name=name, artifact_group=update.artifact_group, provides=result)
-
-
-# --- durable file replacement ---------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a power cut leaves either the old or new file.
-
-    Steps: write a temporary file beside it, fsync it, rename it over ``path``, fsync the
-    directory (without that, the rename itself may be lost). The temporary name is fixed, so a
-    leftover from an interrupted write is simply overwritten next time.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # --- the store ------------------------------------------------------------------------------------
@@ -226,7 +189,7 @@ class StateStore:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         data = json.dumps(_encode(state, pending), indent=1, sort_keys=True) + "\n"
         try:
-            atomic_write_bytes(self.path, data.encode("utf-8"))
+            replace_file(self.path, data.encode("utf-8"))
         except OSError as err:
             raise StateError(
                 f"cannot write the state store {self.path}: {err.strerror or err}"
@@ -253,8 +216,6 @@ class StateStore:
         state, pending = self._load()
         if pending is None:
             raise NothingToDoError("no update in progress")
-        if "state" in changes:
-            changes["state"] = UpdateState(changes["state"])
         updated = pending._replace(**changes)
         self._save(state, updated)
         return updated
@@ -293,7 +254,6 @@ def _encode(state: DeviceState, pending: PendingUpdate | None) -> dict[str, Any]
     }
     if pending is not None:
         record = pending._asdict()
-        record["state"] = pending.state.value
         record["provides"] = None if pending.provides is None else dict(pending.provides)
         record["previous_env"] = dict(pending.previous_env)
         record["clears_provides"] = (
@@ -309,6 +269,12 @@ def _strings(value: Any, what: str) -> dict[str, str]:
     ):
         raise ValueError(f"{what} is not a map of strings")
     return dict(value)
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} is not a non-empty string")
+    return value
 
 
 def _decode(document: Any) -> tuple[DeviceState, PendingUpdate | None]:
@@ -341,7 +307,7 @@ def _decode(document: Any) -> tuple[DeviceState, PendingUpdate | None]:
         previous_partition=str(raw.get("previous_partition", "")),
         previous_env=_strings(raw.get("previous_env", {}), "previous_env"),
         scripts_dir=None if raw.get("scripts_dir") is None else str(raw["scripts_dir"]),
-        state=UpdateState(raw.get("state", UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER.value)),
+        state=_string(raw.get("state", INSTALLED_STATE), "state"),
         failed=bool(raw.get("failed", False)),
         rolled_back=bool(raw.get("rolled_back", False)),
     )

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymender import sysio
 from pymender.errors import ImageLayoutError, InputError, ToolError
 from pymender.image.layout import BOOT_SIZE, DATA_SIZE, raise_hint
 
@@ -55,14 +56,14 @@ _PACKAGES = {
 
 
 DEFAULT_EPOCH = 946684800
-"""2000-01-01 00:00:00 UTC: the metadata time when ``SOURCE_DATE_EPOCH`` is unset (mke2fs
+"""2000-01-01 00:00:00 UTC: the metadata time when ``SOURCE_DATE_EPOCH`` is unset or 0 (mke2fs
 treats a fake time of 0 as "now", which would make every build differ)."""
 
 
 def source_date_epoch() -> int:
-    """Timestamp written into filesystem metadata: ``SOURCE_DATE_EPOCH`` or :data:`DEFAULT_EPOCH`."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_EPOCH
+    """Timestamp written into filesystem metadata: ``SOURCE_DATE_EPOCH`` or :data:`DEFAULT_EPOCH`
+    (a value that is not a number of seconds is refused, see :func:`pymender.sysio.source_date_epoch`)."""
+    return sysio.source_date_epoch() or DEFAULT_EPOCH
 
 
 FAT_EARLIEST = 315532800

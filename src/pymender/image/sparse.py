@@ -12,6 +12,8 @@ import errno
 import os
 from collections.abc import Iterator
 
+from pymender.sysio import pwrite_all
+
 CHUNK = 1024 * 1024
 """Large enough that system-call overhead is negligible (a thousand calls per GiB), small
 enough that runs of zeros inside the source's data (a rootfs copied without holes) still become
@@ -39,14 +41,6 @@ def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
         end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
         yield start, end
         pos = end
-
-
-def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view = view[done:]
-        offset += done
 
 
 def _pread_into(fd: int, buffer: bytearray, offset: int) -> int:
@@ -83,7 +77,7 @@ def copy_sparse(src_fd: int, dst_fd: int, dst_offset: int, length: int) -> int:
                 raise OSError(errno.EIO, f"source ended {length - pos - got} bytes early")
             # bytearray == bytes compares with memcmp: a few GB/s, far cheaper than writing.
             if buffer != zero:
-                _pwrite_all(dst_fd, buffer, dst_offset + pos)
+                pwrite_all(dst_fd, buffer, dst_offset + pos)
                 written += n
             pos += n
     if os.fstat(src_fd).st_size < length:
@@ -93,5 +87,5 @@ def copy_sparse(src_fd: int, dst_fd: int, dst_offset: int, length: int) -> int:
 
 def write_at(fd: int, data: bytes, offset: int) -> int:
     """Write ``data`` at ``offset``; returns its length (for byte accounting)."""
-    _pwrite_all(fd, data, offset)
+    pwrite_all(fd, data, offset)
     return len(data)

@@ -5,11 +5,13 @@ import gzip
 import io
 import lzma
 import os
+import subprocess
 import zlib
+from pathlib import Path
 
 import pytest
 
-from helpers import read_bounded
+from helpers import read_bounded, require_tool
 from pymender.artifact import compression
 from pymender.errors import (
     ArtifactFormatError,
@@ -22,7 +24,7 @@ DATA = (os.urandom(300_000) + bytes(2_500_000) + b"pymender " * 100_000) * 2
 CODECS = ["gzip", "lzma", "zstd"]
 
 
-def _compress(name: str, data: bytes, threads: int) -> bytes:
+def _compress(name: str, data: bytes, threads: int = 2) -> bytes:
     out: list[bytes] = []
     comp = compression.compressor(compression.codec_by_name(name), out.append, threads=threads)
     for start in range(0, len(data), 123_457):  # odd write sizes cross block boundaries
@@ -60,6 +62,29 @@ def test_xz_is_standard_multi_block_stream() -> None:
     blob = _compress("lzma", DATA, 2)
     assert lzma.decompress(blob, format=lzma.FORMAT_XZ) == DATA
     assert len(blob) < len(DATA) // 2
+
+
+def test_xz_writer_puts_both_sizes_in_every_block_header(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(compression, "XZ_BLOCK", 64 * 1024)  # many blocks, cheaply
+    data = DATA[: 5 * 64 * 1024]
+    blob = _compress("lzma", data, 2)
+    xz = require_tool("xz")
+    (tmp_path / "t.xz").write_bytes(blob)  # xz --list reads only files
+    listing = subprocess.run([xz, "--robot", "-lvv", str(tmp_path / "t.xz")], capture_output=True,
+                             check=True).stdout
+    blocks = [line.split(b"\t") for line in listing.splitlines() if line.startswith(b"block")]
+    assert len(blocks) == 5
+    # robot block columns: ... 11: header size, 12: flags ("cu": both sizes in the header)
+    assert all(row[12] == b"cu" for row in blocks)
+    assert subprocess.run([xz, "-dc"], input=blob, capture_output=True, check=True).stdout == data
+    assert _decompress("lzma", blob) == data
+
+
+def test_concatenated_xz_streams_and_plain_xz_are_read() -> None:
+    plain = lzma.compress(b"written by plain xz", preset=6)  # one block, no sizes in its header
+    assert _decompress("lzma", _compress("lzma", b"ours") + plain) == b"ourswritten by plain xz"
 
 
 def test_empty_input() -> None:

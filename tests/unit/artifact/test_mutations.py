@@ -12,15 +12,6 @@ import tarfile
 
 import pytest
 
-from pymender.artifact.reader import ArtifactReader
-from pymender.errors import (
-    ArtifactError,
-    ArtifactFormatError,
-    ArtifactTruncatedError,
-    ChecksumError,
-    UnsafeArtifactError,
-)
-
 from artifact_factory import (
     Member,
     fix_manifest,
@@ -33,6 +24,14 @@ from artifact_factory import (
     tar_bytes,
     ungz,
     write_rootfs,
+)
+from pymender.artifact.reader import ArtifactReader
+from pymender.errors import (
+    ArtifactError,
+    ArtifactFormatError,
+    ArtifactTruncatedError,
+    ChecksumError,
+    UnsafeArtifactError,
 )
 
 

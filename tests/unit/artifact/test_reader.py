@@ -6,16 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from pymender.artifact.reader import ArtifactReader, ReadOptions
-from pymender.artifact.signing import load_verifier
-from pymender.errors import (
-    ArtifactFormatError,
-    ArtifactUnsupportedError,
-    ChecksumError,
-    MissingSignatureError,
-    SignatureError,
-)
-
 from artifact_factory import (
     Member,
     fix_manifest,
@@ -28,6 +18,15 @@ from artifact_factory import (
     tar_bytes,
     ungz,
     write_rootfs,
+)
+from pymender.artifact.reader import ArtifactReader, ReadOptions
+from pymender.artifact.signing import load_verifier
+from pymender.errors import (
+    ArtifactFormatError,
+    ArtifactUnsupportedError,
+    ChecksumError,
+    MissingSignatureError,
+    SignatureError,
 )
 
 

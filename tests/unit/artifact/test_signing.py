@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from artifact_factory import KeyPair
 from pymender.artifact.signing import load_signer, load_verifier, verify_any
 from pymender.errors import KeyLoadError, SignatureError
-
-from artifact_factory import KeyPair
 
 MESSAGE = b"0" * 64 + b"  version\n"
 

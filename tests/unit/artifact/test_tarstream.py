@@ -5,6 +5,7 @@ import tarfile
 
 import pytest
 
+from artifact_factory import tar_bytes
 from pymender.artifact.tarstream import (
     END_OF_ARCHIVE,
     TarReader,
@@ -13,8 +14,6 @@ from pymender.artifact.tarstream import (
     tar_header,
 )
 from pymender.errors import ArtifactFormatError, ArtifactTruncatedError, UnsafeArtifactError
-
-from artifact_factory import tar_bytes
 
 
 def _names(data: bytes, **kwargs: bool) -> list[tuple[str, bytes]]:

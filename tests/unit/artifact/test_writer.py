@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from artifact_factory import make_image, read_all, split_members, write_rootfs
 from pymender.artifact import builders
 from pymender.artifact.writer import write_artifact
-from pymender.errors import InputError, UsageError
-
-from artifact_factory import make_image, read_all, split_members, write_rootfs
+from pymender.errors import ArtifactFormatError, InputError, UnsafeArtifactError, UsageError
 
 
 def _names(path: Path) -> list[str]:
@@ -121,11 +120,11 @@ def test_version_2(workdir: Path) -> None:
 def test_refuses_bad_payload_names_and_scripts(workdir: Path) -> None:
     bad = workdir / "bad name.ext4"
     bad.write_bytes(b"x")
-    with pytest.raises(Exception, match="forbidden"):
+    with pytest.raises(UnsafeArtifactError, match="forbidden"):
         write_rootfs(workdir, image=bad)
     script = workdir / "Download_Enter_10"
     script.write_text("#!/bin/sh\n")
-    with pytest.raises(Exception, match="Download"):
+    with pytest.raises(ArtifactFormatError, match="unsupported script state 'Download'"):
         write_rootfs(workdir, scripts=[script])
 
 

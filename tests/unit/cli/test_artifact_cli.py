@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from artifact_factory import make_image, make_keys
 from pymender.cli.artifact import main
 from pymender.cli.common import run_cli
-
-from artifact_factory import make_image, make_keys
 
 
 def cli(*args: str) -> int:

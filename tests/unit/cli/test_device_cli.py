@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -122,25 +122,52 @@ def test_install_from_stdin(device: SimDevice, tmp_path: Path) -> None:
 
 
 def test_second_concurrent_install_is_refused(device: SimDevice, artifact: Path, tmp_path: Path) -> None:
+    # The first install stops in its Download_Enter script, which says so through one FIFO and
+    # waits for a line on another: the second install certainly runs while the first holds the
+    # lock, and no clock is involved.
     started, release_it = tmp_path / "started", tmp_path / "go"
+    os.mkfifo(started)
+    os.mkfifo(release_it)
     hook = device.scripts_dir / "Download_Enter_01_wait"
-    hook.write_text(f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {release_it} ]; do sleep 0.02; done\n")
+    hook.write_text(f"#!/bin/sh\necho started > {started}\nread line < {release_it}\n")
     hook.chmod(0o755)
     (device.scripts_dir / "version").write_text("3\n")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    signal = os.open(started, os.O_RDONLY | os.O_NONBLOCK)  # no writer yet: must not block
     first = subprocess.Popen(
         [sys.executable, "-c", "from pymender.cli.device import run; run()", "-c", str(device.config_path),
          "install", str(artifact)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    exited = os.pidfd_open(first.pid)
+    waiting = False
     try:
-        deadline = time.monotonic() + 30
-        while not started.exists():
-            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read() if first.stderr else ""
-            time.sleep(0.02)
+        # Wakes when the script has written its line, or when the first install has ended.
+        ready, _, _ = select.select([signal, exited], [], [])
+        waiting = signal in ready and os.read(signal, 100) == b"started\n"
+        assert waiting, first.communicate()[1]
         before = device.snapshot()
         code, _, err = device.cli("install", str(artifact))
         assert code == 1 and "another pymender operation is running (process" in err
         assert device.snapshot() == before
     finally:
-        release_it.touch()
-        out, err_bytes = first.communicate(timeout=60)
+        if waiting:
+            with open(release_it, "w") as go:  # the script is reading it: opens at once
+                go.write("go\n")
+        else:
+            first.kill()
+        out, err_bytes = first.communicate()
+        os.close(signal)
+        os.close(exited)
     assert first.returncode == 0, err_bytes
+
+
+def test_install_after_a_failed_trial_says_so_in_one_line(device: SimDevice, artifact: Path) -> None:
+    assert device.cli("install", str(artifact))[0] == 0
+    device.boot()
+    device.boot()  # not committed: the bootloader went back to the old system
+    assert device.cli("show-artifact") == (0, "release-1\n", "")
+    code, out, err = device.cli("install", str(artifact))
+    assert code == 0 and err == "", err
+    notes = [line for line in out.splitlines() if "previous update" in line]
+    assert notes == [f"The previous update release-2 failed (the bootloader went back to {device.part_a}) "
+                     "and was rolled back."]
+    assert "Installed release-2" in out

@@ -14,12 +14,14 @@ from artifact_factory import join_members, make_keys, member, split_members
 from device_sim import PART_SIZE, SimDevice, holds, release, sha
 from pymender.artifact import builders
 from pymender.artifact.writer import write_artifact
+from pymender.device.flow import UpdateState
 from pymender.device.lock import DeviceLock
-from pymender.device.store import PendingUpdate, UpdateState
+from pymender.device.store import PendingUpdate
 from pymender.errors import (
     ArtifactError,
     ArtifactUnsupportedError,
     ChecksumError,
+    ConfigError,
     DeviceError,
     IncompatibleArtifactError,
     LockedError,
@@ -202,9 +204,14 @@ def test_met_provides_depends_are_accepted(grub_device: SimDevice, artifacts: Pa
     from pymender.device.store import DeviceState
 
     store.set_current(DeviceState("release-1", provides={"rootfs-image.version": "1"}))
-    artifact, _ = release(artifacts, "release-2", seed=2, depends=[("rootfs-image.version", "1")],
-                          depends_artifact_names=["release-1"])
-    grub_device.updater().install(str(artifact))
+    artifact, image = release(artifacts, "release-2", seed=2, depends=[("rootfs-image.version", "1")],
+                              depends_artifact_names=["release-1"])
+    result = grub_device.updater().install(str(artifact))
+    assert result.artifact_name == "release-2" and result.partition == str(grub_device.part_b)
+    pending = grub_device.store().pending()
+    assert pending is not None and pending.artifact_name == "release-2"
+    assert pending.state == UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
+    assert holds(grub_device.part_b, image) and grub_device.read_env()["upgrade_available"] == "1"
 
 
 def test_signature_refusals(tmp_path: Path, artifacts: Path) -> None:
@@ -288,7 +295,7 @@ def test_missing_device_type_file(grub_device: SimDevice, artifacts: Path) -> No
     (grub_device.data_dir / "device_type").unlink()
     artifact, _ = release(artifacts, "release-2", seed=2)
     before = grub_device.snapshot()
-    with pytest.raises(Exception, match="device type file .* does not exist"):
+    with pytest.raises(ConfigError, match="device type file .* does not exist"):
         grub_device.updater().install(str(artifact))
     assert grub_device.snapshot() == before
 
@@ -443,10 +450,10 @@ class _DroppingHandler(http.server.BaseHTTPRequestHandler):
     drops: list[int] = []
     ranges: list[str | None] = []
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         rng = self.headers.get("Range")
         type(self).ranges.append(rng)
         start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
@@ -504,3 +511,92 @@ def test_store_document_after_install(grub_device: SimDevice, artifacts: Path) -
     assert pending["clears_provides"] == ["artifact_group", "rootfs_image_checksum", "rootfs-image.*"]
     assert pending["provides"]["rootfs-image.version"] == "release-2"
 
+
+
+# --- an update whose trial the bootloader ended ------------------------------------------------------
+
+
+def _trial_ended(device: SimDevice, artifact: Path) -> None:
+    """Install, boot the new system once, then boot again without a commit: the bootloader
+    returns to the old system (the new one did not come up, and the watchdog or a power cut
+    restarted the board)."""
+    device.updater().install(str(artifact))
+    assert device.boot() == device.part_b
+    assert device.boot() == device.part_a
+    env = device.read_env()
+    assert (env["mender_boot_part"], env["upgrade_available"]) == ("2", "0")
+
+
+def test_install_after_the_bootloader_ended_the_trial_goes_on(device: SimDevice, artifacts: Path) -> None:
+    artifact2, _ = release(artifacts, "release-2", seed=2)
+    _trial_ended(device, artifact2)
+    assert device.updater().show_artifact() == "release-1"  # the failed update is not installed
+    artifact3, image3 = release(artifacts, "release-3", seed=3)
+    lines: list[str] = []
+    result = device.updater(report=lines.append).install(str(artifact3))
+    assert lines[0] == ("The previous update release-2 failed (the bootloader went back to "
+                        f"{device.part_a}) and was rolled back.")
+    assert result.artifact_name == "release-3" and result.partition == str(device.part_b)
+    assert holds(device.part_b, image3)
+    pending = device.store().pending()
+    assert pending is not None and pending.artifact_name == "release-3" and not pending.failed
+    assert device.updater().show_artifact() == "release-1"
+    assert device.boot() == device.part_b
+    assert device.updater().commit().artifact_name == "release-3"
+
+
+def test_the_failed_update_goes_its_failure_path_before_the_next_install(
+    grub_device: SimDevice, tmp_path: Path
+) -> None:
+    artifact, log = _scripted(grub_device, tmp_path)
+    _trial_ended(grub_device, artifact)
+    _ran(log)
+    artifact3, _ = release(tmp_path / "more", "release-3", seed=3)  # no scripts of its own
+    grub_device.updater().install(str(artifact3))
+    # The failed update's own scripts (it is what is being rolled back), then the new install's.
+    assert _ran(log) == ["ArtifactRollback_Enter_01", "ArtifactRollback_Leave_01", "ArtifactFailure_Enter_01",
+                         "ArtifactFailure_Leave_01", "Download_Enter_01", "Download_Leave_01"]
+    env = grub_device.read_env()
+    assert (env["mender_boot_part"], env["upgrade_available"], env["bootcount"]) == ("3", "1", "0")
+
+
+def test_an_interrupted_commit_whose_trial_ended_fails_before_the_next_install(
+    grub_device: SimDevice, tmp_path: Path
+) -> None:
+    artifact, log = _scripted(grub_device, tmp_path)
+    grub_device.updater().install(str(artifact))
+    grub_device.boot()
+    grub_device.store().update_pending(state=UpdateState.ARTIFACT_COMMIT_ENTER)  # a commit cut short
+    grub_device.boot()  # and the bootloader went back
+    _ran(log)
+    artifact3, _ = release(tmp_path / "more", "release-3", seed=3)
+    lines: list[str] = []
+    grub_device.updater(report=lines.append).install(str(artifact3))
+    assert "The previous update release-2 failed" in lines[0]
+    assert _ran(log)[:5] == ["ArtifactCommit_Error_01", "ArtifactRollback_Enter_01", "ArtifactRollback_Leave_01",
+                             "ArtifactFailure_Enter_01", "ArtifactFailure_Leave_01"]
+    pending = grub_device.store().pending()
+    assert pending is not None and pending.artifact_name == "release-3"
+
+
+def test_rollback_after_the_bootloader_ended_the_trial(grub_device: SimDevice, tmp_path: Path) -> None:
+    artifact, log = _scripted(grub_device, tmp_path)
+    _trial_ended(grub_device, artifact)
+    _ran(log)
+    lines: list[str] = []
+    result = grub_device.updater(report=lines.append).rollback()
+    assert not result.reboot_required and result.current == "release-1"
+    assert f"release-2 had already failed: the bootloader went back to {grub_device.part_a}" in lines[1]
+    assert _ran(log) == ["ArtifactRollback_Enter_01", "ArtifactRollback_Leave_01", "ArtifactFailure_Enter_01",
+                         "ArtifactFailure_Leave_01"]
+    assert grub_device.store().pending() is None
+
+
+def test_a_trial_not_yet_ended_still_refuses_the_install(device: SimDevice, artifacts: Path) -> None:
+    artifact, _ = release(artifacts, "release-2", seed=2)
+    device.updater().install(str(artifact))
+    device.boot()  # running the new system, on trial
+    before = device.snapshot()
+    with pytest.raises(StateError, match="already installed and waiting for a commit"):
+        device.updater().install(str(artifact))
+    assert device.snapshot() == before

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -36,9 +35,26 @@ def ran(trace: Path) -> list[str]:
     return trace.read_text().split() if trace.exists() else []
 
 
-def runner(dirs: tuple[Path, Path, Path], **kw: float) -> ScriptRunner:
-    times = {"timeout": 5.0, "retry_interval": 0.05, "retry_timeout": 5.0} | kw
-    return ScriptRunner(dirs[0], dirs[1], **times)
+class FakeTime:
+    """The runner's clock and sleep: time moves only when the runner sleeps, so the retries
+    are counted exactly, whatever the speed of the machine, and nothing really waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def runner(dirs: tuple[Path, Path, Path], fake: FakeTime | None = None, **kw: float) -> ScriptRunner:
+    times = {"timeout": 5.0, "retry_interval": 60, "retry_timeout": 1800} | kw
+    fake = fake or FakeTime()
+    return ScriptRunner(dirs[0], dirs[1], **times, clock=fake.clock, sleep=fake.sleep)
 
 
 def test_order_naming_and_directories(dirs: tuple[Path, Path, Path]) -> None:
@@ -116,46 +132,50 @@ def test_retry_later_then_success(dirs: tuple[Path, Path, Path], tmp_path: Path)
     # Exit 21 twice, then 0.
     body = f'n=$(cat "{count}" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{count}"; [ $n -ge 3 ] || exit 21'
     script(rootfs, "Download_Enter_01", body, trace)
-    started = time.monotonic()
-    runner(dirs, retry_interval=0.2, retry_timeout=2).run("Download", "Enter")
+    fake = FakeTime()
+    runner(dirs, fake, retry_interval=60, retry_timeout=1800).run("Download", "Enter")
     assert ran(trace) == ["Download_Enter_01"] * 3
-    assert 0.4 <= time.monotonic() - started < 3
+    assert fake.sleeps == [60, 60]  # the retry interval before each run again
 
 
 def test_retry_later_gives_up_after_the_retry_timeout(dirs: tuple[Path, Path, Path]) -> None:
     rootfs, _, trace = dirs
     script(rootfs, "Download_Enter_01", "exit 21", trace)
-    started = time.monotonic()
-    with pytest.raises(ScriptError, match="still asked to retry later .* after [23] runs"):
-        runner(dirs, retry_interval=0.2, retry_timeout=0.5).run("Download", "Enter")
-    # Runs at 0, 0.2 and 0.4 s (the third may be skipped on a slow machine); a run at 0.6 s
-    # would start after the retry timeout.
-    assert len(ran(trace)) in (2, 3)
-    assert time.monotonic() - started < 1.5
+    fake = FakeTime()
+    with pytest.raises(ScriptError, match=r"still asked to retry later \(exit code 21\) after 3 runs in 120 s"):
+        runner(dirs, fake, retry_interval=60, retry_timeout=150).run("Download", "Enter")
+    # Runs at 0, 60 and 120 s; a run at 180 s would start after the retry timeout.
+    assert len(ran(trace)) == 3
+    assert fake.sleeps == [60, 60]
+
+
+def test_a_run_that_starts_exactly_at_the_retry_timeout_is_made(dirs: tuple[Path, Path, Path]) -> None:
+    rootfs, _, trace = dirs
+    script(rootfs, "Download_Enter_01", "exit 21", trace)
+    with pytest.raises(ScriptError, match="after 4 runs in 180 s"):
+        runner(dirs, retry_interval=60, retry_timeout=180).run("Download", "Enter")
+    assert len(ran(trace)) == 4  # at 0, 60, 120 and 180 s
 
 
 def test_timeout_kills_the_whole_process_group(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     rootfs, _, _ = dirs
-    child = tmp_path / "child.pid"
-    # A background child that would outlive its parent if only the parent were killed.
-    script(rootfs, "Download_Enter_01", f'sleep 30 & echo $! > "{child}"; wait')
-    started = time.monotonic()
-    with pytest.raises(ScriptError, match="did not finish within 0.3 s and was killed"):
-        runner(dirs, timeout=0.3).run("Download", "Enter")
-    assert time.monotonic() - started < 3
-    pid = int(child.read_text())
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        # A killed child of the killed script is a zombie until init reaps it: that counts as dead.
-        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("the script's child survived the timeout")
+    # The script and a background child of it hold the write end of a FIFO whose read end this
+    # test holds. The read ends (EOF) once both are gone; if only the script were killed, the
+    # child would write "survived" after its sleep. No clock decides anything here.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        script(rootfs, "Download_Enter_01", f'exec 3>"{fifo}"; (sleep 30; echo survived >&3) & wait')
+        with pytest.raises(ScriptError, match="did not finish within 0.3 s and was killed"):
+            runner(dirs, timeout=0.3).run("Download", "Enter")
+        os.set_blocking(reader, True)
+        with os.fdopen(reader, "rb") as pipe:
+            reader = -1
+            assert pipe.read() == b""
+    finally:
+        if reader >= 0:
+            os.close(reader)
 
 
 def test_run_state_runs_error_scripts_and_skips_leave(dirs: tuple[Path, Path, Path]) -> None:

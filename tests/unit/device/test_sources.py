@@ -13,19 +13,36 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from pymender.device.http_source import MAX_BACKOFF
 from pymender.device.sources import Source, open_source
 from pymender.errors import SourceError
 
 PAYLOAD = os.urandom(300_000) + bytes(range(256)) * 100
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
-FAST = {"retries": 3, "backoff": 0.01, "timeout": 5.0}
+
+
+class Sleeps(list[float]):
+    """Stands in for ``time.sleep``: records each wait and returns at once."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def fast(sleeps: Sleeps) -> dict[str, object]:
+    """Options for a test source: a few retries, no real waiting."""
+    return {"retries": 3, "backoff": 0.01, "timeout": 5.0, "sleep": sleeps}
 
 
 def _digest(source: Source, chunk: int = 4096) -> str:
@@ -106,20 +123,21 @@ class Behaviour:
     """What the test server does; changed by each test."""
 
     drops: list[int] = field(default_factory=list)  # byte offsets at which to drop, in order
-    drop_how: str = "close"  # close | reset | stall
+    drop_how: str = "close"  # close | reset | stall (send nothing more until the test ends)
     ignore_range: bool = False
     etag: str | None = '"v1"'
     etag_on_resume: str | None = None  # None: same as etag
     requests: list[str | None] = field(default_factory=list)  # Range header of each GET
+    ended: threading.Event = field(default_factory=threading.Event)  # set when the test ends
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         b = self.server.behaviour  # type: ignore[attr-defined]
         rng = self.headers.get("Range")
         b.requests.append(rng)
@@ -148,7 +166,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if drop is None:
                 return
             if b.drop_how == "stall":
-                time.sleep(1.5)
+                b.ended.wait()
             elif b.drop_how == "reset":
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -173,6 +191,7 @@ def server() -> Iterator[Server]:
     thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield httpd
+    httpd.behaviour.ended.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -181,8 +200,8 @@ def _url(httpd: Server, scheme: str = "http", path: str = "/release.mender") -> 
     return f"{scheme}://127.0.0.1:{httpd.server_address[1]}{path}"
 
 
-def test_http_download(server: Server) -> None:
-    with open_source(_url(server), **FAST) as source:  # type: ignore[arg-type]
+def test_http_download(server: Server, fast: dict[str, object]) -> None:
+    with open_source(_url(server), **fast) as source:  # type: ignore[arg-type]
         assert source.size == len(PAYLOAD)
         assert _digest(source) == PAYLOAD_SHA
         assert source.bytes_read == len(PAYLOAD)
@@ -190,10 +209,10 @@ def test_http_download(server: Server) -> None:
 
 
 @pytest.mark.parametrize("how", ["close", "reset"])
-def test_http_resumes_after_several_drops(server: Server, how: str) -> None:
+def test_http_resumes_after_several_drops(server: Server, how: str, fast: dict[str, object]) -> None:
     server.behaviour.drops = [70_000, 70_001, 150_000, 290_000]
     server.behaviour.drop_how = how
-    with open_source(_url(server), **FAST) as source:  # type: ignore[arg-type]
+    with open_source(_url(server), **fast) as source:  # type: ignore[arg-type]
         data = source.read()
     assert hashlib.sha256(data).hexdigest() == PAYLOAD_SHA
     requests = server.behaviour.requests
@@ -202,65 +221,78 @@ def test_http_resumes_after_several_drops(server: Server, how: str) -> None:
     else:
         # A reset may discard bytes the client had received but not read: it resumes earlier.
         assert len(requests) == 5 and requests[1:3] == ["bytes=70000-", "bytes=70001-"]
+    assert fast["sleep"] == [0.01] * 4  # every drop came after progress: the first wait each time
 
 
-def test_http_resumes_after_a_stalled_read(server: Server) -> None:
+def test_http_resumes_after_a_stalled_read(server: Server, sleeps: Sleeps) -> None:
+    # The server sends 100000 bytes and then nothing until the test ends: only the client's
+    # read timeout can end that read, however fast or slow this machine is.
     server.behaviour.drops = [100_000]
     server.behaviour.drop_how = "stall"
-    with open_source(_url(server), retries=2, backoff=0.01, timeout=0.5) as source:
+    with open_source(_url(server), retries=2, backoff=0.01, timeout=0.2, sleep=sleeps) as source:
         assert _digest(source, 65536) == PAYLOAD_SHA
     # The bytes of the read that timed out are not delivered: it resumes at the last full read.
-    assert server.behaviour.requests[:2] == [None, "bytes=65536-"]
+    assert server.behaviour.requests == [None, "bytes=65536-"]
+    assert sleeps == [0.01]
 
 
-def test_http_drop_counter_resets_after_progress(server: Server) -> None:
+def test_http_drop_counter_resets_after_progress(server: Server, sleeps: Sleeps) -> None:
     # Five drops, each after some progress, with only two retries allowed in a row.
     server.behaviour.drops = [10_000, 20_000, 30_000, 40_000, 50_000]
-    with open_source(_url(server), retries=2, backoff=0.01, timeout=5) as source:
+    with open_source(_url(server), retries=2, backoff=0.01, timeout=5, sleep=sleeps) as source:
         assert _digest(source) == PAYLOAD_SHA
+    assert sleeps == [0.01] * 5  # each resume is the first of its row: the shortest wait
 
 
-def test_http_too_many_drops_without_progress(server: Server) -> None:
+def test_http_too_many_drops_without_progress(server: Server, sleeps: Sleeps) -> None:
     server.behaviour.drops = [100_000] * 10  # every resume delivers nothing
-    source = open_source(_url(server), retries=3, backoff=0.01, timeout=5)
+    source = open_source(_url(server), retries=3, backoff=0.01, timeout=5, sleep=sleeps)
     with pytest.raises(SourceError) as caught:
         source.read()
     message = caught.value.one_line()
     assert "at byte 100000 of" in message and "gave up after 3 attempts" in message
     assert server.behaviour.requests == [None] + ["bytes=100000-"] * 3
+    assert sleeps == [0.01, 0.02, 0.04]  # doubled for each attempt in a row
     source.close()
 
 
-def test_http_server_ignoring_range_is_a_clear_error(server: Server) -> None:
+def test_http_waits_are_capped(server: Server, sleeps: Sleeps) -> None:
+    server.behaviour.drops = [100_000] * 4
+    with open_source(_url(server), retries=4, backoff=25, timeout=5, sleep=sleeps) as source:
+        assert _digest(source) == PAYLOAD_SHA
+    assert sleeps == [25, 50, MAX_BACKOFF, MAX_BACKOFF]
+
+
+def test_http_server_ignoring_range_is_a_clear_error(server: Server, fast: dict[str, object]) -> None:
     server.behaviour.drops = [50_000]
     server.behaviour.ignore_range = True
-    with open_source(_url(server), **FAST) as source:  # type: ignore[arg-type]
+    with open_source(_url(server), **fast) as source:  # type: ignore[arg-type]
         with pytest.raises(SourceError, match="at byte 50000: the server answered 200 instead of 206"):
             source.read()
 
 
-def test_http_file_changed_during_download(server: Server) -> None:
+def test_http_file_changed_during_download(server: Server, fast: dict[str, object]) -> None:
     server.behaviour.drops = [50_000]
     server.behaviour.etag_on_resume = '"v2"'
-    with open_source(_url(server), **FAST) as source:  # type: ignore[arg-type]
+    with open_source(_url(server), **fast) as source:  # type: ignore[arg-type]
         with pytest.raises(SourceError, match="changed on the server"):
             source.read()
 
 
-def test_http_404_names_url_and_status(server: Server) -> None:
+def test_http_404_names_url_and_status(server: Server, fast: dict[str, object]) -> None:
     with pytest.raises(SourceError) as caught:
-        open_source(_url(server, path="/missing.mender?token=secret"), **FAST)  # type: ignore[arg-type]
+        open_source(_url(server, path="/missing.mender?token=secret"), **fast)  # type: ignore[arg-type]
     message = caught.value.one_line()
     assert f"{_url(server, path='/missing.mender')}?..." in message
     assert "HTTP 404" in message and "secret" not in message
 
 
-def test_http_connection_refused_is_a_clear_error() -> None:
+def test_http_connection_refused_is_a_clear_error(fast: dict[str, object]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(SourceError, match=f"cannot download http://127.0.0.1:{port}/x: "):
-        open_source(f"http://127.0.0.1:{port}/x", **FAST)  # type: ignore[arg-type]
+        open_source(f"http://127.0.0.1:{port}/x", **fast)  # type: ignore[arg-type]
 
 
 # --- HTTPS with a CA made for the test -----------------------------------------------------------
@@ -332,31 +364,33 @@ def tls_server(server: Server, pki: tuple[Path, Path, Path]) -> Server:
     return server
 
 
-def test_https_trusted_through_ca_file(tls_server: Server, pki: tuple[Path, Path, Path]) -> None:
+def test_https_trusted_through_ca_file(
+    tls_server: Server, pki: tuple[Path, Path, Path], fast: dict[str, object]
+) -> None:
     tls_server.behaviour.drops = [123_456]
-    with open_source(_url(tls_server, "https"), ca_file=pki[0], **FAST) as source:  # type: ignore[arg-type]
+    with open_source(_url(tls_server, "https"), ca_file=pki[0], **fast) as source:  # type: ignore[arg-type]
         assert _digest(source) == PAYLOAD_SHA
     assert tls_server.behaviour.requests == [None, "bytes=123456-"]
 
 
-def test_https_untrusted_certificate_is_refused(tls_server: Server) -> None:
+def test_https_untrusted_certificate_is_refused(tls_server: Server, fast: dict[str, object]) -> None:
     with pytest.raises(SourceError) as caught:
-        open_source(_url(tls_server, "https"), **FAST)  # type: ignore[arg-type]
+        open_source(_url(tls_server, "https"), **fast)  # type: ignore[arg-type]
     assert "certificate is not trusted" in caught.value.message
     assert "ServerCertificate" in (caught.value.hint or "")
     assert tls_server.behaviour.requests == []
 
 
-def test_https_insecure_accepts_untrusted_certificate(tls_server: Server) -> None:
-    with open_source(_url(tls_server, "https"), insecure=True, **FAST) as source:  # type: ignore[arg-type]
+def test_https_insecure_accepts_untrusted_certificate(tls_server: Server, fast: dict[str, object]) -> None:
+    with open_source(_url(tls_server, "https"), insecure=True, **fast) as source:  # type: ignore[arg-type]
         assert _digest(source) == PAYLOAD_SHA
 
 
-def test_https_unreadable_ca_file(tls_server: Server, tmp_path: Path) -> None:
+def test_https_unreadable_ca_file(tls_server: Server, tmp_path: Path, fast: dict[str, object]) -> None:
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
     with pytest.raises(SourceError, match="cannot load the CA certificates"):
-        open_source(_url(tls_server, "https"), ca_file=bad, **FAST)  # type: ignore[arg-type]
+        open_source(_url(tls_server, "https"), ca_file=bad, **fast)  # type: ignore[arg-type]
 
 
 def test_device_code_does_not_import_cryptography() -> None:

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pymender.device import store as store_module
+from pymender import sysio
+from pymender.device.flow import UpdateState
 from pymender.device.store import (
     DeviceState,
     PendingUpdate,
     StateStore,
-    UpdateState,
     apply_update,
-    atomic_write_bytes,
     clears_match,
 )
 from pymender.errors import NothingToDoError, StateError
@@ -160,7 +159,7 @@ def test_full_cycle_install_commit(store: StateStore) -> None:
     assert StateStore(store.data_dir).pending() == pending
     assert store.current() == INSTALLED
     advanced = store.update_pending(state="Before_ArtifactCommit_Enter")
-    assert advanced.state is UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
+    assert advanced.state == UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
     assert store.pending() == advanced
     committed = store.commit_pending()
     assert committed == DeviceState(
@@ -190,13 +189,6 @@ def test_nothing_pending_is_nothing_to_do(store: StateStore) -> None:
                    lambda: store.update_pending(failed=True)):
         with pytest.raises(NothingToDoError):
             action()
-
-
-def test_bad_state_name_is_refused(store: StateStore) -> None:
-    store.begin_pending(update())
-    with pytest.raises(ValueError):
-        store.update_pending(state="Sideways")
-    assert store.pending() == update()
 
 
 def test_none_and_empty_survive_the_round_trip(store: StateStore) -> None:
@@ -233,28 +225,6 @@ def test_damaged_store_is_a_clear_error(store: StateStore, content: str | bytes)
 
 
 # --- power cuts -----------------------------------------------------------------------------------
-
-
-def test_atomic_write_steps_in_order(scratch: Path, crashing_os, no_fsync) -> None:  # type: ignore[no-untyped-def]
-    calls: list[str] = []
-
-    class Recorder:
-        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-            import os
-
-            real = getattr(os, name)
-            if name in ("open", "write", "fsync", "replace", "close"):
-                def record(*args, **kwargs):  # type: ignore[no-untyped-def]
-                    calls.append(name)
-                    return real(*args, **kwargs)
-                return record
-            return real
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "os", Recorder())
-        atomic_write_bytes(scratch / "f", b"data")
-    assert calls == ["open", "write", "fsync", "close", "replace", "open", "fsync", "close"]
-    assert (scratch / "f").read_bytes() == b"data"
 
 
 @pytest.mark.parametrize("torn", [False, True], ids=["clean-stop", "torn-write"])
@@ -298,7 +268,7 @@ def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-d
         fake = crashing_os(crash_at, torn=torn)
         finished = False
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(store_module, "os", fake)
+            patch.setattr(sysio, "os", fake)
             try:
                 act(target)
                 finished = True

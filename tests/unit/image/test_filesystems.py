@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import require_tool
-from pymender.errors import ImageLayoutError, InputError, ToolError
+from pymender.errors import ImageLayoutError, InputError, ToolError, UsageError
 from pymender.image.filesystems import (
     DEFAULT_EPOCH,
     FAT_EARLIEST,
@@ -111,9 +111,12 @@ def test_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert source_date_epoch() == DEFAULT_EPOCH
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     assert source_date_epoch() == 1700000000
-    for bad in ("garbage", "0", "-5"):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # mke2fs would take 0 for "now"
+    assert source_date_epoch() == DEFAULT_EPOCH
+    for bad in ("garbage", "-5"):
         monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
-        assert source_date_epoch() == DEFAULT_EPOCH
+        with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
+            source_date_epoch()
 
 
 def test_fat_holds_the_files_with_label_and_volume_id(tmp_path: Path, boot_dir: Path) -> None:

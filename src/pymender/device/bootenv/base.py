@@ -1,4 +1,4 @@
-"""What every bootloader environment backend offers, and how the right one is chosen.
+"""What every bootloader environment backend offers: the variables, the interface, shared rules.
 
 The updater talks to the bootloader only through a handful of variables (Mender's names, so
 pymender can drive a device that already has Mender's boot integration):
@@ -16,12 +16,11 @@ never leaves the bootloader pointing at the new partition without the trial flag
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from pymender.device.log import get_logger
 from pymender.errors import BootEnvError
@@ -33,19 +32,14 @@ BOOT_PART_HEX = "mender_boot_part_hex"
 UPGRADE_AVAILABLE = "upgrade_available"
 BOOTCOUNT = "bootcount"
 
-#: The values :func:`open_bootenv` accepts as ``kind``.
-KINDS = ("grub", "uboot")
 
-#: Where Mender's GRUB integration keeps its two environment copies, first match wins.
-GRUB_ENV_DIR_CANDIDATES = (
-    Path("/boot/efi/grub-mender-grubenv"),
-    Path("/boot/grub/grub-mender-grubenv"),
-    Path("/boot/efi/EFI/BOOT"),
-    Path("/boot/grub"),
-)
-#: The file in which Mender's GRUB tools may name the environment directory (``ENV_DIR=``).
-GRUB_ENV_CONFIG = Path("/etc/mender_grubenv.config")
-DEFAULT_UBOOT_CONFIG = Path("/etc/fw_env.config")
+class Where(NamedTuple):
+    """Where the configuration says the environment is; None lets the backend look for it."""
+
+    #: ``GrubEnvDir``: the directory holding ``mender_grubenv1/`` and ``mender_grubenv2/``.
+    grub_env_dir: Path | None = None
+    #: ``UBootEnvConfig``: the ``fw_env.config`` naming the U-Boot environment's copies.
+    uboot_config: Path | None = None
 
 
 @runtime_checkable
@@ -123,90 +117,3 @@ def advisory_lock(path: Path | None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry change (create, rename) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as err:  # some filesystems (vfat on old kernels) refuse to fsync a directory
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
-def find_grub_env_dir(root: Path = Path("/")) -> Path | None:
-    """The directory holding ``mender_grubenv1/`` and ``mender_grubenv2/``, or None.
-
-    Looks where Mender's GRUB integration puts it: ``ENV_DIR=`` in ``/etc/mender_grubenv.config``
-    first, then the usual places on the boot partition. ``root`` prefixes every path (tests).
-    """
-    candidates: list[Path] = []
-    config = root / GRUB_ENV_CONFIG.relative_to("/")
-    try:
-        for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == "ENV_DIR" and value.strip():
-                named = Path(value.strip())
-                candidates = [root / named.relative_to(named.anchor)]  # the last line wins
-    except OSError:
-        pass
-    candidates += [root / c.relative_to("/") for c in GRUB_ENV_DIR_CANDIDATES]
-    for candidate in candidates:
-        if (candidate / "mender_grubenv1").is_dir():
-            return candidate
-    return None
-
-
-def detect_bootloader(
-    *, grub_env_dir: Path | None = None, uboot_config: Path | None = None, root: Path = Path("/")
-) -> str:
-    """Which bootloader this device uses, when the ``Bootloader`` config key is absent.
-
-    GRUB when its environment directory exists (given, or found where Mender puts it), else
-    U-Boot when ``fw_env.config`` exists. Never guesses beyond that.
-    """
-    if grub_env_dir is not None:
-        if (grub_env_dir / "mender_grubenv1").is_dir():
-            return "grub"
-    elif find_grub_env_dir(root) is not None:
-        return "grub"
-    config = uboot_config if uboot_config is not None else root / "etc/fw_env.config"
-    if config.is_file():
-        return "uboot"
-    raise BootEnvError(
-        "cannot tell which bootloader this device uses: no GRUB environment directory "
-        f"(mender_grubenv1/) and no {config}",
-        hint='set "Bootloader" ("grub" or "uboot") and "GrubEnvDir" or "UBootEnvConfig" '
-        "in the configuration",
-    )
-
-
-def open_bootenv(
-    kind: str | None,
-    *,
-    grub_env_dir: Path | None = None,
-    uboot_config: Path | None = None,
-) -> BootEnv:
-    """The backend for ``kind`` (``"grub"``, ``"uboot"``; ``None`` detects it)."""
-    if kind is None:
-        kind = detect_bootloader(grub_env_dir=grub_env_dir, uboot_config=uboot_config)
-    if kind == "grub":
-        from pymender.device.bootenv.grub import GrubEnv
-
-        directory = grub_env_dir if grub_env_dir is not None else find_grub_env_dir()
-        if directory is None:
-            raise BootEnvError(
-                "cannot find the GRUB environment directory (mender_grubenv1/)",
-                hint='set "GrubEnvDir" in the configuration',
-            )
-        return GrubEnv(directory)
-    if kind == "uboot":
-        from pymender.device.bootenv.uboot import UBootEnv
-
-        return UBootEnv.from_config(uboot_config or DEFAULT_UBOOT_CONFIG)
-    raise BootEnvError(
-        f"unknown bootloader {kind!r}", hint=f"use one of: {', '.join(KINDS)}"
-    )

@@ -12,25 +12,26 @@ well-formed block. Writes go to copy 2 then copy 1 (a damaged copy first), each 
 ``editing=1`` ... the original lock bytes; so at any instant at most one copy is mid-write and
 the other holds the complete old (during the first) or new (during the second) environment.
 GRUB's boot script makes the same choice as :meth:`GrubEnv.read`: copy 1 unless copy 1 is
-being edited.
+being edited. A damaged copy is repaired by the next :meth:`GrubEnv.write` (it is written
+first, from the good copy's environment with the changes applied), as Mender's
+``grub-mender-grubenv-set`` restores a bad copy before every change.
+
+Where the directory is, when ``GrubEnvDir`` does not say: ``ENV_DIR=`` in
+``/etc/mender_grubenv.config``, then the places Mender's GRUB integration uses
+(:func:`find_grub_env_dir`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from pymender.device.bootenv.base import (
-    advisory_lock,
-    apply_changes,
-    check_changes,
-    fsync_dir,
-)
+from pymender.device.bootenv.base import BootEnv, Where, advisory_lock, apply_changes, check_changes
 from pymender.device.log import get_logger
 from pymender.errors import BootEnvError
+from pymender.sysio import fsync_dir, overwrite_file
 
 log = get_logger(__name__)
 
@@ -39,6 +40,15 @@ BLOCK_SIZE = 1024
 COPY_DIRS = ("mender_grubenv1", "mender_grubenv2")
 #: The lock file Mender's ``grub-mender-grubenv-set`` holds while it writes.
 DEFAULT_LOCK_FILE = Path("/var/lock/grub-mender-grubenv-set.lock")
+#: Where Mender's GRUB integration keeps its two environment copies, first match wins.
+ENV_DIR_CANDIDATES = (
+    Path("/boot/efi/grub-mender-grubenv"),
+    Path("/boot/grub/grub-mender-grubenv"),
+    Path("/boot/efi/EFI/BOOT"),
+    Path("/boot/grub"),
+)
+#: The file in which Mender's GRUB tools may name the environment directory (``ENV_DIR=``).
+ENV_DIR_CONFIG = Path("/etc/mender_grubenv.config")
 
 
 def encode_block(variables: Mapping[str, str]) -> bytes:
@@ -209,20 +219,6 @@ class GrubEnv:
             for copy in order:
                 self._write_copy(copy.directory, new_env, lock, checksum, copy.checksum)
 
-    def repair(self) -> bool:
-        """Rebuild a torn or half-written copy from the good one; True when one was repaired."""
-        with advisory_lock(self.lock_file):
-            first, second = self._load_both()
-            current = self._current(first, second)
-            other = second if current is first else first
-            if other.valid:
-                return False
-            assert current.env is not None
-            lock, checksum = self._rest_lock(current)
-            log.warning("repairing the GRUB environment copy in %s", other.directory)
-            self._write_copy(other.directory, current.env, lock, checksum, other.checksum)
-            return True
-
     def initialize(self, variables: Mapping[str, str]) -> None:
         check_changes(variables)
         new_env = encode_block(variables)
@@ -250,11 +246,11 @@ class GrubEnv:
         self, directory: Path, env: bytes, lock: bytes, checksum: bytes, old_checksum: bytes | None
     ) -> None:
         """Write one copy: mark it being edited, write env (and checksum), mark it at rest."""
-        self._put(directory / "lock", encode_block({"editing": "1"}))
-        self._put(directory / "env", env)
+        overwrite_file(directory / "lock", encode_block({"editing": "1"}))
+        overwrite_file(directory / "env", env)
         if old_checksum != checksum:
-            self._put(directory / "lock.sha256sum", checksum)
-        self._put(directory / "lock", lock)
+            overwrite_file(directory / "lock.sha256sum", checksum)
+        overwrite_file(directory / "lock", lock)
         written = self._load(COPY_DIRS.index(directory.name))
         if not written.valid or written.env != env:
             raise BootEnvError(
@@ -262,17 +258,51 @@ class GrubEnv:
                 hint="the boot partition may be failing; check the kernel log",
             )
 
-    def _put(self, path: Path, data: bytes) -> None:
-        """Overwrite ``path`` with ``data`` in place and make it durable (one write step)."""
-        created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.ftruncate(fd, len(data))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(path.parent)
+
+# --- Finding it (the backend interface of :mod:`pymender.device.bootenv`) ----------------------
+
+
+def find_grub_env_dir(root: Path = Path("/")) -> Path | None:
+    """The directory holding ``mender_grubenv1/`` and ``mender_grubenv2/``, or None.
+
+    Looks where Mender's GRUB integration puts it: ``ENV_DIR=`` in ``/etc/mender_grubenv.config``
+    first, then the usual places on the boot partition. ``root`` prefixes every path (tests).
+    """
+    candidates: list[Path] = []
+    config = root / ENV_DIR_CONFIG.relative_to("/")
+    try:
+        for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "ENV_DIR" and value.strip():
+                named = Path(value.strip())
+                candidates = [root / named.relative_to(named.anchor)]  # the last line wins
+    except OSError:
+        pass
+    candidates += [root / c.relative_to("/") for c in ENV_DIR_CANDIDATES]
+    for candidate in candidates:
+        if (candidate / COPY_DIRS[0]).is_dir():
+            return candidate
+    return None
+
+
+def detect(where: Where, root: Path) -> bool:
+    """Whether this device has a GRUB environment: in ``GrubEnvDir`` when set, else found."""
+    if where.grub_env_dir is not None:
+        return (where.grub_env_dir / COPY_DIRS[0]).is_dir()
+    return find_grub_env_dir(root) is not None
+
+
+def looked_for(where: Where, root: Path) -> str:
+    """What :func:`detect` looked for, for a message."""
+    return f"no GRUB environment directory ({COPY_DIRS[0]}/)"
+
+
+def open_env(where: Where) -> BootEnv:
+    """The environment in ``GrubEnvDir``, or where Mender's integration puts it."""
+    directory = where.grub_env_dir if where.grub_env_dir is not None else find_grub_env_dir()
+    if directory is None:
+        raise BootEnvError(
+            f"cannot find the GRUB environment directory ({COPY_DIRS[0]}/)",
+            hint='set "GrubEnvDir" in the configuration',
+        )
+    return GrubEnv(directory)

@@ -28,14 +28,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from pymender.device.bootenv.base import advisory_lock, apply_changes, check_changes
+from pymender.device.bootenv.base import BootEnv, Where, advisory_lock, apply_changes, check_changes
 from pymender.device.log import get_logger
 from pymender.errors import BootEnvError, ConfigError
+from pymender.sysio import pwrite_all
 
 log = get_logger(__name__)
 
 #: The lock file ``fw_printenv``/``fw_setenv`` hold while they work.
 DEFAULT_LOCK_FILE = Path("/var/lock/fw_printenv.lock")
+#: Where libubootenv's tools read ``fw_env.config`` when not told otherwise.
+DEFAULT_CONFIG = Path("/etc/fw_env.config")
 _CRC = struct.Struct("=I")
 
 
@@ -296,9 +299,29 @@ class UBootEnv:
                 f"cannot open {location.device} for writing: {err.strerror}"
             ) from None
         try:
-            done = 0
-            while done < len(blob):
-                done += os.pwrite(fd, blob[done:], location.offset + done)
+            pwrite_all(fd, blob, location.offset)
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# --- Finding it (the backend interface of :mod:`pymender.device.bootenv`) ----------------------
+
+
+def _config(where: Where, root: Path = Path("/")) -> Path:
+    return where.uboot_config if where.uboot_config is not None else root / DEFAULT_CONFIG.relative_to("/")
+
+
+def detect(where: Where, root: Path) -> bool:
+    """Whether this device has a U-Boot environment: its ``fw_env.config`` exists."""
+    return _config(where, root).is_file()
+
+
+def looked_for(where: Where, root: Path) -> str:
+    """What :func:`detect` looked for, for a message."""
+    return f"no {_config(where, root)}"
+
+
+def open_env(where: Where) -> BootEnv:
+    """The environment the ``fw_env.config`` in ``UBootEnvConfig`` (or the default) names."""
+    return UBootEnv.from_config(_config(where))

@@ -54,8 +54,8 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, NamedTuple, Protocol
 
-from pymender.artifact.writeback import Starter, sync_file_range_starter
 from pymender.errors import ArtifactTruncatedError, DeviceError, IncompatibleArtifactError
+from pymender.sysio import Starter, drop_cached, pwrite_all, writeback_starter
 
 #: Bytes per write (and per read-compare).
 BLOCK_SIZE = 1 << 20
@@ -174,7 +174,7 @@ def write_rootfs(
             os.fsync(fd)
         except OSError as err:
             raise DeviceError(f"cannot flush the inactive partition {target}: {err.strerror}") from None
-        _drop_cached(fd, 0, size)  # all clean now: none of the image stays in the page cache
+        drop_cached(fd, 0, size)  # all clean now: none of the image stays in the page cache
     finally:
         writer.close()
         os.close(fd)
@@ -315,7 +315,7 @@ def _flush(fd: int, target: str | Path, start: int, end: int) -> None:
         os.fdatasync(fd)
     except OSError as err:
         raise DeviceError(f"cannot flush the inactive partition {target}: {err.strerror}") from None
-    _drop_cached(fd, start, end - start)
+    drop_cached(fd, start, end - start)
 
 
 def _writeback_starter() -> Starter:
@@ -323,16 +323,7 @@ def _writeback_starter() -> Starter:
     ``sync_file_range`` where there is one (Linux), else ``posix_fadvise``. Only a hint either
     way: the flushes and the final ``fsync`` make the data durable, so failures are ignored.
     """
-    return sync_file_range_starter() or _drop_cached
-
-
-def _drop_cached(fd: int, offset: int, length: int) -> None:
-    """``posix_fadvise(DONTNEED)``: drop the clean cached pages of a range (and start writing
-    back the dirty ones). Only a hint, so a refusal is ignored."""
-    try:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux, or a device without it
-        pass
+    return writeback_starter() or drop_cached
 
 
 def _same_as_on_disk(fd: int, data: memoryview, scratch: memoryview, offset: int, target: str | Path) -> bool:
@@ -350,10 +341,8 @@ def _same_as_on_disk(fd: int, data: memoryview, scratch: memoryview, offset: int
 
 
 def _write_at(fd: int, data: memoryview, offset: int, target: str | Path) -> None:
-    done = 0
     try:
-        while done < len(data):
-            done += os.pwrite(fd, data[done:], offset + done)
+        pwrite_all(fd, data, offset)
     except OSError as err:
         raise DeviceError(f"cannot write to the inactive partition {target}: {err.strerror}") from None
 

@@ -1,4 +1,4 @@
-"""Choosing and opening a bootloader environment backend."""
+"""The pieces every bootloader environment backend shares: change checks, changes, the lock."""
 
 from __future__ import annotations
 
@@ -8,75 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pymender.device.bootenv import (
-    BootEnv,
-    GrubEnv,
-    UBootEnv,
-    detect_bootloader,
-    find_grub_env_dir,
-    open_bootenv,
-)
 from pymender.device.bootenv.base import advisory_lock, apply_changes, check_changes
 from pymender.errors import BootEnvError
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
-
-
-def make_grub(directory: Path) -> None:
-    GrubEnv(directory, lock_file=None).initialize({"mender_boot_part": "2"})
-
-
-def make_uboot(directory: Path) -> Path:
-    config = directory / "fw_env.config"
-    config.write_text(f"{directory / 'env'} 0 0x1000\n")
-    return config
-
-
-def test_open_grub_and_uboot(scratch: Path) -> None:
-    make_grub(scratch / "grub")
-    config = make_uboot(scratch)
-    grub = open_bootenv("grub", grub_env_dir=scratch / "grub")
-    uboot = open_bootenv("uboot", uboot_config=config)
-    assert isinstance(grub, GrubEnv) and isinstance(grub, BootEnv)
-    assert isinstance(uboot, UBootEnv) and isinstance(uboot, BootEnv)
-    assert str(scratch / "grub") in grub.describe()
-    assert grub.read() == {"mender_boot_part": "2"}
-
-
-def test_open_unknown_kind_is_refused() -> None:
-    with pytest.raises(BootEnvError, match="unknown bootloader 'lilo'"):
-        open_bootenv("lilo")
-
-
-def test_detect_prefers_grub_then_uboot(scratch: Path) -> None:
-    config = make_uboot(scratch)
-    assert detect_bootloader(grub_env_dir=scratch / "grub", uboot_config=config) == "uboot"
-    make_grub(scratch / "grub")
-    assert detect_bootloader(grub_env_dir=scratch / "grub", uboot_config=config) == "grub"
-    assert isinstance(open_bootenv(None, grub_env_dir=scratch / "grub"), GrubEnv)
-
-
-def test_detect_without_either_says_which_keys_to_set(scratch: Path) -> None:
-    with pytest.raises(BootEnvError) as info:
-        detect_bootloader(grub_env_dir=scratch / "no", uboot_config=scratch / "no.config")
-    assert info.value.hint and '"Bootloader"' in info.value.hint
-
-
-def test_find_grub_env_dir_in_the_usual_places(scratch: Path) -> None:
-    assert find_grub_env_dir(scratch) is None
-    make_grub(scratch / "boot/grub/grub-mender-grubenv")
-    assert find_grub_env_dir(scratch) == scratch / "boot/grub/grub-mender-grubenv"
-    make_grub(scratch / "boot/efi/grub-mender-grubenv")
-    assert find_grub_env_dir(scratch) == scratch / "boot/efi/grub-mender-grubenv"
-    assert detect_bootloader(root=scratch) == "grub"
-
-
-def test_find_grub_env_dir_honours_mender_grubenv_config(scratch: Path) -> None:
-    make_grub(scratch / "boot/efi/grub-mender-grubenv")
-    make_grub(scratch / "custom/env")
-    (scratch / "etc").mkdir()
-    (scratch / "etc/mender_grubenv.config").write_text("ENV_DIR=/nowhere\nENV_DIR = /custom/env\n")
-    assert find_grub_env_dir(scratch) == scratch / "custom/env"
 
 
 @pytest.mark.parametrize("name", ["", "a=b", "a\nb", "a\0"])

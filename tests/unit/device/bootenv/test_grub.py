@@ -1,4 +1,4 @@
-"""The GRUB backend: block format, two-copy writes, repair, and power cuts at every step."""
+"""The GRUB backend: block format, two-copy writes, repairs, finding it, and power cuts at every step."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from pymender.device.bootenv import base, grub
+from pymender import sysio
+from pymender.device.bootenv import grub
+from pymender.device.bootenv.base import Where
 from pymender.device.bootenv.grub import (
     BLOCK_SIZE,
     HEADER,
     GrubEnv,
     decode_block,
+    detect,
     encode_block,
+    find_grub_env_dir,
     lock_checksum_line,
+    looked_for,
+    open_env,
 )
 from pymender.errors import BootEnvError
 
@@ -34,6 +40,16 @@ def env(scratch: Path) -> GrubEnv:
 
 def copy_dir(env: GrubEnv, n: int) -> Path:
     return env.env_dir / f"mender_grubenv{n}"
+
+
+def assert_both_sound(env: GrubEnv, expected: dict[str, str]) -> None:
+    """Both copies hold ``expected`` and are at rest (lock ``editing=0``, checksum right)."""
+    for n in (1, 2):
+        directory = copy_dir(env, n)
+        assert decode_block((directory / "env").read_bytes()) == expected, f"copy {n}"
+        lock = (directory / "lock").read_bytes()
+        assert decode_block(lock) == {"editing": "0"}, f"copy {n}"
+        assert (directory / "lock.sha256sum").read_bytes() == lock_checksum_line(lock), f"copy {n}"
 
 
 def boot_view(env: GrubEnv) -> dict[str, str]:
@@ -180,16 +196,14 @@ DAMAGES = ["truncated-env", "garbage-env", "missing-env", "stale-lock", "bad-che
 
 @pytest.mark.parametrize("how", DAMAGES)
 @pytest.mark.parametrize("n", [1, 2])
-def test_a_damaged_copy_is_read_around_and_repaired(env: GrubEnv, n: int, how: str) -> None:
+def test_a_damaged_copy_is_read_around_and_repaired_by_a_write_that_changes_nothing(
+    env: GrubEnv, n: int, how: str
+) -> None:
     env.write(CHANGES)
     damage(env, n, how)
     assert env.read() == NEW
-    assert env.repair() is True
-    assert env.repair() is False
-    for m in (1, 2):
-        directory = copy_dir(env, m)
-        assert decode_block((directory / "env").read_bytes()) == NEW
-        assert decode_block((directory / "lock").read_bytes()) == {"editing": "0"}
+    env.write({})
+    assert_both_sound(env, NEW)
     assert boot_view(env) == NEW
 
 
@@ -198,7 +212,7 @@ def test_a_damaged_copy_is_read_around_and_repaired(env: GrubEnv, n: int, how: s
 def test_write_heals_a_damaged_copy(env: GrubEnv, n: int, how: str) -> None:
     damage(env, n, how)
     env.write(CHANGES)
-    assert env.repair() is False
+    assert_both_sound(env, NEW)
     assert env.read() == NEW
     assert boot_view(env) == NEW
 
@@ -222,6 +236,48 @@ def test_copy_one_wins_when_both_are_valid_but_differ(env: GrubEnv) -> None:
     assert decode_block((copy_dir(env, 2) / "env").read_bytes()) == {**OLD, "bootcount": "1"}
 
 
+# --- finding it ---------------------------------------------------------------------------------
+
+
+def make_grub(directory: Path) -> None:
+    GrubEnv(directory, lock_file=None).initialize({"mender_boot_part": "2"})
+
+
+def test_find_grub_env_dir_in_the_usual_places(scratch: Path) -> None:
+    assert find_grub_env_dir(scratch) is None
+    make_grub(scratch / "boot/grub/grub-mender-grubenv")
+    assert find_grub_env_dir(scratch) == scratch / "boot/grub/grub-mender-grubenv"
+    make_grub(scratch / "boot/efi/grub-mender-grubenv")
+    assert find_grub_env_dir(scratch) == scratch / "boot/efi/grub-mender-grubenv"
+
+
+def test_find_grub_env_dir_honours_mender_grubenv_config(scratch: Path) -> None:
+    make_grub(scratch / "boot/efi/grub-mender-grubenv")
+    make_grub(scratch / "custom/env")
+    (scratch / "etc").mkdir()
+    (scratch / "etc/mender_grubenv.config").write_text("ENV_DIR=/nowhere\nENV_DIR = /custom/env\n")
+    assert find_grub_env_dir(scratch) == scratch / "custom/env"
+
+
+def test_detect_and_open_use_grub_env_dir_when_it_is_set(scratch: Path) -> None:
+    make_grub(scratch / "boot/efi/grub-mender-grubenv")  # found by searching, but not asked for
+    where = Where(grub_env_dir=scratch / "configured")
+    assert not detect(where, scratch)
+    assert looked_for(where, scratch) == "no GRUB environment directory (mender_grubenv1/)"
+    make_grub(scratch / "configured")
+    assert detect(where, scratch)
+    env = open_env(where)
+    assert isinstance(env, GrubEnv) and env.env_dir == scratch / "configured"
+    assert detect(Where(), scratch)  # not set: searched for
+
+
+def test_open_without_a_directory_says_which_key_to_set(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grub, "find_grub_env_dir", lambda root=None: None)
+    with pytest.raises(BootEnvError, match="cannot find the GRUB environment directory") as info:
+        open_env(Where())
+    assert '"GrubEnvDir"' in (info.value.hint or "")
+
+
 # --- power cuts ---------------------------------------------------------------------------------
 
 
@@ -230,8 +286,7 @@ def count_steps(scratch: Path, monkeypatch: pytest.MonkeyPatch, crashing_os) -> 
     probe.initialize(OLD)
     counter = crashing_os(None)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(grub, "os", counter)
-        patch.setattr(base, "os", counter)
+        patch.setattr(sysio, "os", counter)
         probe.write(CHANGES)
     return int(counter.count)
 
@@ -254,8 +309,7 @@ def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-d
             damage(env, 1, "truncated-env")
         fake = crashing_os(crash_at, torn=torn)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(grub, "os", fake)
-            patch.setattr(base, "os", fake)
+            patch.setattr(sysio, "os", fake)
             try:
                 env.write(CHANGES)
             except power_cut:
@@ -270,5 +324,5 @@ def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-d
         # Whatever happened, the next write succeeds and both copies end up sound.
         after.write({"bootcount": "1"})
         assert after.read() == {**result, "bootcount": "1"}
-        assert after.repair() is False
+        assert_both_sound(after, {**result, "bootcount": "1"})
     assert len(seen) == 2  # some cuts kept the old environment, later ones the new

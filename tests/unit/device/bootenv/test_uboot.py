@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pymender import sysio
 from pymender.device.bootenv import uboot
 from pymender.device.bootenv.uboot import (
     EnvLocation,
@@ -258,6 +259,7 @@ def test_power_cut_at_every_step_leaves_old_or_new(  # type: ignore[no-untyped-d
         finished = False
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(uboot, "os", fake)
+            patch.setattr(sysio, "os", fake)
             try:
                 env.write(CHANGES)
                 finished = True

@@ -13,11 +13,11 @@ import pytest
 
 from artifact_factory import write_rootfs
 from pymender.artifact.reader import ArtifactReader
-from pymender.device.payloads import BOOTSTRAP, ROOTFS, payload_kind, rootfs
-from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size, write_rootfs as write_payload
+from pymender.device.payloads import rootfs
+from pymender.device.payloads.rootfs import BLKGETSIZE64, check_fits, partition_size
+from pymender.device.payloads.rootfs import write_rootfs as write_payload
 from pymender.errors import (
     ArtifactTruncatedError,
-    ArtifactUnsupportedError,
     ChecksumError,
     DeviceError,
     IncompatibleArtifactError,
@@ -30,13 +30,6 @@ def _partition(tmp: Path, size: int, fill: bytes = b"\xee") -> Path:
     path = tmp / "part.img"
     path.write_bytes(fill * size)
     return path
-
-
-def test_payload_kinds() -> None:
-    assert payload_kind("rootfs-image") == ROOTFS
-    assert payload_kind(None) == BOOTSTRAP and payload_kind("") == BOOTSTRAP
-    with pytest.raises(ArtifactUnsupportedError, match="'single-file' needs an Update Module"):
-        payload_kind("single-file")
 
 
 def test_blkgetsize64_request_number() -> None:
@@ -120,21 +113,42 @@ def test_payload_from_an_artifact(tmp_path: Path) -> None:
     assert hashlib.sha256(written).digest() == hashlib.sha256(image.read_bytes()).digest()
 
 
-def test_flushes_in_the_background_while_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flushes_in_the_background_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush starts once SYNC_CHUNK bytes are written, and while it runs no other one is
+    started or queued: the writer goes on without waiting for it.
+
+    The first flush is held until the writer has written its last block (after each block it
+    decides whether to start a flush), so the test sees the same order of events every time.
+    """
     monkeypatch.setattr(rootfs, "SYNC_CHUNK", 2 * BLOCK)
+    data = os.urandom(8 * BLOCK)
+    decided: list[int] = []
+    all_decided = threading.Event()
+    start_flush = rootfs._BlockWriter._start_flush
+
+    def deciding(writer: rootfs._BlockWriter, end: int) -> None:
+        start_flush(writer, end)
+        decided.append(end)
+        if end == len(data):
+            all_decided.set()
+
     flushed: list[int] = []
     real = os.fdatasync
 
     def fdatasync(fd: int) -> None:
         flushed.append(fd)
+        assert all_decided.wait(60)  # the bound only keeps a bug from hanging the test
         real(fd)
 
+    monkeypatch.setattr(rootfs._BlockWriter, "_start_flush", deciding)
     monkeypatch.setattr(os, "fdatasync", fdatasync)
-    data = os.urandom(8 * BLOCK)
     part = _partition(tmp_path, 8 * BLOCK)
     write_payload(io.BytesIO(data), len(data), part, block_size=BLOCK)
     assert part.read_bytes() == data
-    assert 1 <= len(flushed) <= 4  # at most one per SYNC_CHUNK, never two at once
+    # The first flush at 2 blocks; from 4 on, a flush is due after every block, and each time
+    # the writer finds the first one still running and goes on.
+    assert decided == [2 * BLOCK, 4 * BLOCK, 5 * BLOCK, 6 * BLOCK, 7 * BLOCK, 8 * BLOCK]
+    assert len(flushed) == 1  # none was started or queued beside it
 
 
 def test_a_failed_background_flush_fails_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,304 @@
+"""The update state machine: the table checked as a table, and the walk that follows it."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from pymender.device.flow import (
+    READ_ONLY,
+    RESTING,
+    STORED,
+    TABLE,
+    Branch,
+    Event,
+    FinishFirst,
+    Flow,
+    Go,
+    Persist,
+    Refuse,
+    Script,
+    UpdateState,
+)
+from pymender.device.scripts import ACTIONS, STATES
+from pymender.device.store import PendingUpdate, StateStore
+from pymender.errors import DeviceError, NothingToDoError, ScriptError, StateError
+
+S = UpdateState
+E = Event
+REQUESTS = (E.INSTALL, E.COMMIT, E.ROLLBACK)
+
+pytestmark = pytest.mark.usefixtures("no_fsync")
+
+
+def transitions() -> list[tuple[UpdateState, Event, Go]]:
+    """Every transition of the table (both sides of a branch)."""
+    found = []
+    for (state, event), row in TABLE.items():
+        if isinstance(row, Go):
+            found.append((state, event, row))
+        elif isinstance(row, Branch):
+            found += [(state, event, row.failed), (state, event, row.not_failed)]
+    return found
+
+
+# --- the table as a table ---------------------------------------------------------------------------
+
+
+def test_every_state_answers_every_request() -> None:
+    """Install, commit and rollback are accepted, refused with words, or finish something first,
+    in every state a front end can find (not in Download, which only the walk itself is in)."""
+    for state in set(S) - {S.DOWNLOAD}:
+        for request in REQUESTS:
+            assert (state, request) in TABLE, f"{state.value} does not answer {request.value}"
+
+
+def test_every_written_state_is_reachable_from_idle() -> None:
+    seen, todo = {S.IDLE}, deque([S.IDLE])
+    while todo:
+        state = todo.popleft()
+        for source, _, row in transitions():
+            if source is state and row.to not in seen:
+                seen.add(row.to)
+                todo.append(row.to)
+    assert seen == set(S) - READ_ONLY
+
+
+def test_read_only_states_are_never_entered() -> None:
+    assert READ_ONLY <= STORED
+    assert [row.to for _, _, row in transitions() if row.to in READ_ONLY] == []
+
+
+def test_every_stored_state_has_a_way_back_to_rest() -> None:
+    """From each stored state a rollback (then whatever each state's work ends with: DONE, or
+    FAILED) reaches a resting state without any refusal: an interrupted operation can always be
+    finished, by rollback or by the install that finishes it first."""
+    for state in STORED:
+        assert isinstance(TABLE[state, E.ROLLBACK], Go), state
+        finishing = TABLE[state, E.INSTALL]
+        assert isinstance(finishing, (Refuse, FinishFirst)), state
+        if isinstance(finishing, FinishFirst):
+            assert finishing.event is E.ROLLBACK
+        for failed in (False, True):
+            current, event, steps = state, E.ROLLBACK, 0
+            while True:
+                row = TABLE[current, event]
+                if isinstance(row, Branch):
+                    row = row.failed if failed else row.not_failed
+                assert isinstance(row, Go), (state, current, event)
+                current, event, steps = row.to, E.DONE, steps + 1
+                assert steps < 5, f"no way back to rest from {state.value}"
+                if current in RESTING:
+                    break
+            assert current is S.IDLE
+
+
+def test_refusals_tell_what_to_do() -> None:
+    for (state, request), row in TABLE.items():
+        if isinstance(row, Refuse):
+            assert row.hint or row.error is NothingToDoError, (state, request)
+            assert state is S.IDLE or "{name}" in row.message, (state, request)
+
+
+def test_no_transition_skips_persisting() -> None:
+    """Into a stored state the new state is recorded before anything of it runs; out of the
+    stored states the update is committed or forgotten; Download records nothing but an
+    Artifact without payload."""
+    for state, event, row in transitions():
+        where = f"{state.value} on {event.value} to {row.to.value}"
+        if row.to in STORED:
+            wanted = {Persist.BEGIN} if state is S.DOWNLOAD else {
+                Persist.STATE, Persist.STATE_FAILED, Persist.STATE_ROLLED_BACK}
+        elif row.to is S.DOWNLOAD:
+            wanted = {Persist.NOTHING}
+        elif state is S.DOWNLOAD:
+            wanted = {Persist.NOTHING, Persist.RECORD}
+        else:
+            wanted = {Persist.COMMIT, Persist.FORGET}
+        assert row.persist in wanted, where
+        assert (row.persist is Persist.BEGIN) == (state is S.DOWNLOAD and row.to in STORED), where
+
+
+def test_failures_go_the_failure_path_and_the_failure_path_never_fails_over() -> None:
+    """Where work can fail there is a FAILED transition; its scripts are Error scripts. The
+    failure path itself (rollback, failure) has none: a failure there stops the walk, recorded."""
+    for state in (S.DOWNLOAD, S.ARTIFACT_INSTALL_ENTER, S.ARTIFACT_COMMIT_ENTER):
+        row = TABLE[state, E.FAILED]
+        assert isinstance(row, Go) and all(script.action == "Error" for script in row.leave), state
+    failed_into_rollback = [row for (_, event), row in TABLE.items() if event is E.FAILED and isinstance(row, Go)
+                            and row.to is S.ARTIFACT_ROLLBACK_ENTER]
+    assert failed_into_rollback and all(row.persist is Persist.STATE_FAILED for row in failed_into_rollback)
+    for state in (S.ARTIFACT_ROLLBACK_ENTER, S.ARTIFACT_FAILURE_ENTER):
+        assert (state, E.FAILED) not in TABLE
+
+
+def test_a_failed_rollback_runs_the_failure_scripts_a_requested_one_does_not() -> None:
+    row = TABLE[S.ARTIFACT_ROLLBACK_ENTER, E.DONE]
+    assert isinstance(row, Branch)
+    assert row.failed.to is S.ARTIFACT_FAILURE_ENTER and row.failed.enter == (Script("ArtifactFailure", "Enter"),)
+    assert row.not_failed.to is S.IDLE and row.not_failed.persist is Persist.FORGET
+    assert [key for key, value in TABLE.items() if isinstance(value, Branch)] == [(S.ARTIFACT_ROLLBACK_ENTER, E.DONE)]
+
+
+def test_scripts_are_the_state_scripts_mender_runs_in_standalone_mode() -> None:
+    for state, event, row in transitions():
+        for script in row.leave + row.enter:
+            assert script.state in STATES and script.action in ACTIONS, (state, event, script)
+            assert script.state not in ("Idle", "Sync", "ArtifactReboot", "ArtifactRollbackReboot")
+        # The scripts of a state entered are its own Enter scripts (ArtifactCommit_Leave is the
+        # Enter of the state Mender names after it); those of the state left, its Leave or Error.
+        for script in row.enter:
+            assert row.to.value.startswith(script.state), (state, event, script)
+
+
+def test_trial_ended_is_a_failure_in_every_state_it_can_be_found_in() -> None:
+    for state in (S.BEFORE_ARTIFACT_COMMIT_ENTER, S.ARTIFACT_COMMIT_ENTER):
+        row = TABLE[state, E.TRIAL_ENDED]
+        assert isinstance(row, Go) and row.to is S.ARTIFACT_ROLLBACK_ENTER and row.persist is Persist.STATE_FAILED
+
+
+# --- the walk -------------------------------------------------------------------------------------
+
+
+class Runner:
+    """Stands in for the script runner: records each script with the state the store held when
+    it ran; ``fail`` names the scripts that fail (ignored ones only get logged, as Mender's)."""
+
+    def __init__(self, store: StateStore, fail: tuple[str, ...] = ()) -> None:
+        self.store = store
+        self.fail = fail
+        self.ran: list[tuple[str, str | None]] = []
+
+    def run(self, state: str, action: str) -> list[ScriptError]:
+        pending = self.store.pending()
+        name = f"{state}_{action}"
+        self.ran.append((name, pending.state if pending is not None else None))
+        if name not in self.fail:
+            return []
+        error = ScriptError(f"{name} failed")
+        if action == "Error" or state in ("ArtifactRollback", "ArtifactFailure") or name == "ArtifactCommit_Leave":
+            return [error]
+        raise error
+
+
+@pytest.fixture
+def store(scratch: Path) -> StateStore:
+    return StateStore(scratch / "data", artifact_info=None)
+
+
+def flow_of(store: StateStore, runner: Runner) -> Flow:
+    return Flow(store, lambda pending: runner)  # type: ignore[arg-type, return-value]
+
+
+UPDATE = PendingUpdate(artifact_name="release-2", partition="/dev/b", previous_partition="/dev/a")
+
+
+def test_install_walk_records_before_each_state_runs(store: StateStore) -> None:
+    runner = Runner(store)
+    flow = flow_of(store, runner)
+    work: list[str] = []
+
+    def download() -> None:
+        work.append("download")
+        flow.prepare(UPDATE)
+
+    def switch() -> None:
+        work.append(f"switch in {store.pending().state}")  # type: ignore[union-attr]
+
+    flow.walk(E.INSTALL, {S.DOWNLOAD: download, S.ARTIFACT_INSTALL_ENTER: switch})
+    assert flow.state is S.BEFORE_ARTIFACT_COMMIT_ENTER
+    assert work == ["download", "switch in ArtifactInstall_Enter"]
+    assert runner.ran == [("Download_Enter", None), ("Download_Leave", None),
+                          ("ArtifactInstall_Enter", "ArtifactInstall_Enter"),
+                          ("ArtifactInstall_Leave", "ArtifactInstall_Enter")]
+    assert store.pending() == UPDATE._replace(state="Before_ArtifactCommit_Enter")
+
+
+def test_a_failure_goes_the_failure_path_and_is_raised_at_rest(store: StateStore) -> None:
+    store.begin_pending(UPDATE)
+    runner = Runner(store, fail=("ArtifactCommit_Enter", "ArtifactRollback_Leave"))
+    flow = flow_of(store, runner)
+    rolled_back: list[str] = []
+    with pytest.raises(ScriptError, match="ArtifactCommit_Enter failed"):
+        flow.walk(E.COMMIT, {S.ARTIFACT_ROLLBACK_ENTER: lambda: rolled_back.append("back")})
+    assert flow.failed_in is S.ARTIFACT_COMMIT_ENTER and flow.state is S.IDLE
+    assert rolled_back == ["back"]
+    assert [name for name, _ in runner.ran] == [
+        "ArtifactCommit_Enter", "ArtifactCommit_Error", "ArtifactRollback_Enter", "ArtifactRollback_Leave",
+        "ArtifactFailure_Enter", "ArtifactFailure_Leave"]
+    assert dict(runner.ran)["ArtifactFailure_Enter"] == "ArtifactFailure_Enter"
+    assert store.pending() is None
+
+
+def test_a_failure_on_the_failure_path_stops_there_recorded(store: StateStore) -> None:
+    store.begin_pending(UPDATE._replace(state="ArtifactInstall_Enter"))
+    flow = flow_of(store, Runner(store))
+
+    def broken_bootloader() -> None:
+        raise DeviceError("cannot write the environment")
+
+    with pytest.raises(DeviceError, match="cannot write the environment"):
+        flow.walk(E.ROLLBACK, {S.ARTIFACT_ROLLBACK_ENTER: broken_bootloader})
+    pending = store.pending()
+    assert pending is not None and pending.state == "ArtifactRollback_Enter" and pending.failed
+    # The next rollback finishes it.
+    again = flow_of(store, Runner(store))
+    assert again.state is S.ARTIFACT_ROLLBACK_ENTER
+    again.walk(E.ROLLBACK)
+    assert store.pending() is None
+
+
+def test_a_commit_records_inconsistent_when_an_ignored_script_failed(store: StateStore) -> None:
+    store.begin_pending(UPDATE)
+    flow_of(store, Runner(store, fail=("ArtifactCommit_Leave",))).walk(E.COMMIT)
+    assert store.current().artifact_name == "release-2_INCONSISTENT" and store.pending() is None
+
+
+def test_an_empty_payload_is_recorded_at_once(store: StateStore) -> None:
+    flow = flow_of(store, Runner(store))
+
+    def download() -> Event:
+        flow.prepare(PendingUpdate("factory-7", "", provides={"rootfs-image.version": "7"}, payload_type=""))
+        return E.EMPTY_PAYLOAD
+
+    flow.walk(E.INSTALL, {S.DOWNLOAD: download})
+    assert flow.state is S.IDLE and store.pending() is None
+    assert store.current().all_provides() == {"artifact_name": "factory-7", "rootfs-image.version": "7"}
+
+
+def test_requests_refused_or_finished_first(store: StateStore) -> None:
+    with pytest.raises(NothingToDoError, match="nothing to commit"):
+        flow_of(store, Runner(store)).start(E.COMMIT)
+    store.begin_pending(UPDATE)
+    with pytest.raises(StateError, match=r"an update \(release-2\) is already installed") as caught:
+        flow_of(store, Runner(store)).start(E.INSTALL)
+    assert "pymender commit" in (caught.value.hint or "")
+    store.update_pending(state="ArtifactInstall_Enter")
+    said: list[str] = []
+    flow = flow_of(store, Runner(store))
+    flow.start(E.INSTALL, say=said.append)
+    assert said == ["An earlier installation of release-2 was interrupted; undoing it first."]
+    assert flow.state is S.IDLE and store.pending() is None
+
+
+def test_read_only_states_are_finished_and_left(store: StateStore) -> None:
+    store.begin_pending(UPDATE._replace(state="Before_ArtifactCommit_Leave"))
+    runner = Runner(store)
+    flow_of(store, runner).walk(E.COMMIT)
+    assert runner.ran == [("ArtifactCommit_Leave", "ArtifactCommit_Leave")]  # recorded under pymender's name
+    assert store.current().artifact_name == "release-2"
+
+
+@pytest.mark.parametrize("name", ["Sideways", "Idle", "Download"])
+def test_a_stored_state_the_table_does_not_know_is_damage(store: StateStore, name: str) -> None:
+    store.begin_pending(UPDATE._replace(state=name))
+    with pytest.raises(StateError, match=f"unknown state '{name}'") as caught:
+        flow_of(store, Runner(store))
+    assert "damaged" in (caught.value.hint or "")
+
+
+def test_a_transition_the_table_does_not_have_is_a_programming_error(store: StateStore) -> None:
+    with pytest.raises(RuntimeError, match="no transition from Idle on done"):
+        flow_of(store, Runner(store)).advance(E.DONE)
