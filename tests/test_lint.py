@@ -5,6 +5,7 @@ when named), and no import cycle in src/."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,14 @@ from helpers import REPO
 
 #: Python programs without a .py name, checked like the package.
 SCRIPTS = ["meta-pymender/scripts/pymender-qemu"]
+#: The host scripts' modules (their launchers in scripts/ are a few lines), checked like the
+#: package; they use the test tooling in tests/ (the layer's parser, the QEMU harness).
+SCRIPT_MODULES = ["scripts/build_test_image.py", "scripts/demo_qemu.py"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True)
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
 
 
 def test_ruff() -> None:
@@ -30,6 +35,12 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     pytest.importorskip("mypy")
     result = _run("mypy", "src/pymender", *SCRIPTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_scripts() -> None:
+    pytest.importorskip("mypy")
+    result = _run("mypy", "--strict", *SCRIPT_MODULES, env={"MYPYPATH": "src:tests:scripts"})
     assert result.returncode == 0, result.stdout + result.stderr
 
 

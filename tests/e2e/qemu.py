@@ -96,7 +96,7 @@ def kvm_usable() -> bool:
             encoding="utf-8", codec_errors="replace", timeout=15,
         )
         try:
-            index = probe.expect(["BdsDxe", "KVM internal error", pexpect.EOF, pexpect.TIMEOUT])
+            index: int = probe.expect(["BdsDxe", "KVM internal error", pexpect.EOF, pexpect.TIMEOUT])
         finally:
             probe.close(force=True)
     return index == 0

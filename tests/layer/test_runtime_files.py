@@ -29,7 +29,7 @@ FILES_DIRS = sorted(LAYER.glob("recipes-*/*/files"))
 
 
 def build_test_image() -> types.ModuleType:
-    return load_script(REPO / "scripts" / "build-test-image", "build_test_image")
+    return load_script(REPO / "scripts" / "build_test_image.py", "build_test_image")
 
 
 def src_uri_files(tmp_path: Path) -> set[Path]:
