@@ -32,7 +32,7 @@ def mdb_dump(path: Path) -> dict[bytes, bytes]:
     out = subprocess.run([require_tool("mdb_dump"), "-n", str(path)], capture_output=True, text=True,
                          check=True).stdout
     lines = out.split("HEADER=END\n", 1)[1].split("DATA=END", 1)[0].split()
-    return {bytes.fromhex(key): bytes.fromhex(value) for key, value in zip(lines[::2], lines[1::2])}
+    return {bytes.fromhex(key): bytes.fromhex(value) for key, value in zip(lines[::2], lines[1::2], strict=True)}
 
 
 @pytest.fixture(scope="module")

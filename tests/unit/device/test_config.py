@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from pymender.device import config as config_module
 from pymender.device.config import (
     CONFIG_KEYS,
@@ -16,7 +17,6 @@ from pymender.device.config import (
     parse_config,
     read_device_type,
 )
-from helpers import REPO
 from pymender.errors import ConfigError
 
 META_MENDER = REPO / "tests" / "fixtures" / "meta-mender"
