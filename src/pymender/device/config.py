@@ -424,6 +424,8 @@ def _finish(settings: dict[str, _Setting], files: tuple[Path, ...], data_dir: Pa
     origin = Origin(files, layout.kind, layout.why, layout.data_dir)
     config = DeviceConfig(**values, origin=origin)
     log.debug("%s", origin.describe())
+    log.debug("Mender's directories: %s (configuration, rootfs state scripts), %s (Update Modules: %s, not run "
+              "by pymender), %s (data store)", mender.conf_dir, mender.data_dir, mender.modules, mender.datastore)
     if config.rootfs_part_a is not None and config.rootfs_part_a == config.rootfs_part_b:
         raise ConfigError(
             f'"RootfsPartA" and "RootfsPartB" are the same ({config.rootfs_part_a})',

@@ -240,3 +240,60 @@ def test_help_and_version() -> None:
         assert words in done.stdout, words
     done = subprocess.run([*run, "--version"], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, f"{__version__} (pymender)")
+
+
+# --- the result lines, from the walk ---------------------------------------------------------------
+
+
+def _flow(tmp_path: Path, trace: list[tuple[str, str, str]], *, failed_in: str | None = None,
+          state: str = "Idle", ignored: bool = False, stopped: bool = False) -> object:
+    from pymender.device.flow import Event, Flow, UpdateState
+    from pymender.device.store import StateStore
+    from pymender.errors import ScriptError
+
+    flow = Flow(StateStore(tmp_path / "store", artifact_info=None), lambda pending: None)  # type: ignore[arg-type,return-value]
+    flow.trace = [(UpdateState(a), Event(e), UpdateState(b)) for a, e, b in trace]
+    flow.state, flow.stopped = UpdateState(state), stopped
+    if failed_in is not None:
+        flow.failure, flow.failed_in = RuntimeError("x"), UpdateState(failed_in)
+    if ignored:
+        flow.ignored = [ScriptError("x")]
+    return flow
+
+
+ROLLED_BACK_TO_REST = [("ArtifactRollback_Enter", "done", "ArtifactFailure_Enter"),
+                       ("ArtifactFailure_Enter", "done", "Cleanup"), ("Cleanup", "done", "Idle")]
+
+
+@pytest.mark.parametrize(("command", "trace", "options", "failed", "expected"), [
+    ("install", [("Idle", "install", "Download"), ("Download", "failed", "Idle")], {"failed_in": "Download"}, True,
+     ["Streaming failed.", "System not modified."]),
+    ("install", [("Idle", "install", "Download"), ("Download", "done", "Before_ArtifactInstall_Enter"),
+                 ("Before_ArtifactInstall_Enter", "done", "ArtifactInstall_Enter"),
+                 ("ArtifactInstall_Enter", "failed", "ArtifactRollback_Enter"), *ROLLED_BACK_TO_REST],
+     {"failed_in": "ArtifactInstall_Enter"}, True, ["Installation failed.", "Rolled back."]),
+    # The failure path itself failed: the rollback did not finish.
+    ("commit", [("Before_ArtifactCommit_Enter", "commit", "ArtifactCommit_Enter"),
+                ("ArtifactCommit_Enter", "failed", "ArtifactRollback_Enter")],
+     {"failed_in": "ArtifactCommit_Enter", "state": "ArtifactRollback_Enter"}, True,
+     ["Committing failed.", "Rollback failed. System may be in an inconsistent state."]),
+    ("commit", [("Before_ArtifactCommit_Enter", "commit", "ArtifactCommit_Enter"),
+                ("ArtifactCommit_Enter", "done", "Before_ArtifactCommit_Leave"),
+                ("Before_ArtifactCommit_Leave", "done", "ArtifactCommit_Leave"),
+                ("ArtifactCommit_Leave", "done", "Cleanup"), ("Cleanup", "done", "Idle")],
+     {"ignored": True}, False, ["Committed.", "One or more post-commit steps failed."]),
+    # Resumed at the end of a commit: only the record was left to write.
+    ("resume", [("Cleanup", "resume", "Idle")], {}, False, ["Cleaned up."]),
+    ("rollback", [("Before_ArtifactCommit_Enter", "rollback", "ArtifactRollback_Enter")],
+     {"state": "ArtifactRollback_Enter", "stopped": True}, False, []),
+    ("rollback", [("Before_ArtifactCommit_Enter", "rollback", "ArtifactRollback_Enter"),
+                  ("ArtifactRollback_Enter", "done", "Cleanup"), ("Cleanup", "done", "Idle")], {}, False,
+     ["Rolled back."]),
+])
+def test_result_lines_follow_mender_s_rules(tmp_path: Path, command: str, trace: list[tuple[str, str, str]],
+                                            options: dict[str, object], failed: bool, expected: list[str]) -> None:
+    from pymender.cli.mender_update import results
+    from pymender.errors import StateError
+
+    flow = _flow(tmp_path, trace, **options)  # type: ignore[arg-type]
+    assert results(command, flow, StateError("x") if failed else None).lines == expected  # type: ignore[arg-type]
