@@ -169,8 +169,25 @@ class Updater:
         )
 
     def _flow(self) -> Flow:
+        self._take_over_mender_update()
         self.last_flow = Flow(self.store, self._runner, tool=self.tool)
         return self.last_flow
+
+    def _take_over_mender_update(self) -> None:
+        """Before pymender's first record: an update Mender's client installed and left waiting
+        for its commit becomes pymender's pending update (:mod:`pymender.device.mender_takeover`);
+        one in another state is refused before anything changes."""
+        record = self.store.mender_update()
+        if record is None:
+            return
+        from pymender.device.mender_takeover import pending_from_mender
+
+        rootfs = self._rootfs()
+        pending = pending_from_mender(record, rootfs.partitions(), rootfs.bootenv.read(),
+                                      scripts_dir=self.config.artifact_scripts_dir, store=self.config.mender_store)
+        self.store.take_over(pending)
+        self._report(f"Took over the update of {pending.artifact_name} that Mender's client installed to "
+                     f"{pending.partition} and left waiting for its commit.")
 
     def _lock(self) -> DeviceLock:
         return DeviceLock(self.config.data_dir)

@@ -13,17 +13,17 @@ an LMDB file, under these keys of its main database:
 
 pymender reads the first three when it has no store of its own yet (:mod:`pymender.device.store`
 asks), so ``artifact_depends`` and the provides of the installed system keep working after a
-device moves from Mender's client to pymender. Mender's file is only read
-(:mod:`pymender.device.lmdb`): never written, locked or repaired. A file that cannot be read, or
-that holds an update Mender had started but not finished, is an error that says what to do; it
-is never taken for "nothing installed".
+device moves from Mender's client to pymender; an update Mender installed and left waiting for
+its commit is taken over (:mod:`pymender.device.mender_takeover`). Mender's file is only read
+(:mod:`pymender.device.lmdb`): never written, locked or repaired. A file that cannot be read is
+an error that says what to do; it is never taken for "nothing installed".
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pymender.device.lmdb import read_main_db
 from pymender.errors import StateError
@@ -44,6 +44,9 @@ class MenderInstalled(NamedTuple):
     provides: dict[str, str]
     #: The name of the Artifact of a standalone update Mender started and did not finish.
     in_progress: str | None
+    #: That update's record (``standalone-state``, parsed JSON; None when there is none or it
+    #: is not JSON).
+    standalone: Any = None
 
 
 def read_mender_store(path: Path) -> MenderInstalled:
@@ -71,15 +74,15 @@ def read_mender_store(path: Path) -> MenderInstalled:
                 isinstance(k, str) and isinstance(v, str) for k, v in document.items()):
             raise _damaged(path, "artifact-provides is not a map of strings")
         provides = {k: v for k, v in document.items() if k not in ("artifact_name", "artifact_group")}
-    in_progress = None
+    in_progress, record = None, None
     state = text(STANDALONE_STATE_KEY)
     if state is not None:
         try:
             record = json.loads(state)
             in_progress = str(record["ArtifactName"]) if isinstance(record, dict) else "?"
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             in_progress = "?"
-    return MenderInstalled(name or None, text(GROUP_KEY) or "", provides, in_progress)
+    return MenderInstalled(name or None, text(GROUP_KEY) or "", provides, in_progress, record)
 
 
 def _damaged(path: Path, reason: str) -> StateError:

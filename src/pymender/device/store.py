@@ -167,8 +167,34 @@ class StateStore:
         return self._load()[0]
 
     def pending(self) -> PendingUpdate | None:
-        """The update in progress, or None."""
-        return self._load()[1]
+        """The update in progress, or None. Before pymender's own store exists, an update in
+        progress in Mender's store must be taken over first (:meth:`take_over`)."""
+        state, pending = self._load()
+        if pending is None and not self.path.exists():
+            imported = self._mender()
+            if imported is not None and imported.in_progress is not None:
+                raise StateError(
+                    f"Mender's store {self.mender_store} holds an update of {imported.in_progress} that "
+                    "pymender has not taken over", hint="run 'pymender commit' or 'pymender rollback'")
+        return pending
+
+    def mender_update(self) -> Any:
+        """The record of the update in progress in Mender's store (``standalone-state``), before
+        pymender has its own store; None when there is none. ``{}`` when the record is not
+        readable (it cannot be taken over)."""
+        if self.path.exists():
+            return None
+        imported = self._mender()
+        if imported is None or imported.in_progress is None:
+            return None
+        return imported.standalone if imported.standalone is not None else {}
+
+    def take_over(self, update: PendingUpdate) -> None:
+        """Record the installed Artifact (as read before pymender's own store exists) and
+        ``update``, the update Mender's client left in progress, in pymender's first store."""
+        if self.path.exists():
+            raise StateError(f"the state store {self.path} exists: there is nothing to take over")
+        self._save(self._bootstrap(), update)
 
     def has_name(self) -> bool:
         """Whether the installed Artifact's name is recorded: in pymender's store, or in
@@ -186,12 +212,6 @@ class StateStore:
             from pymender.device.mender_store import read_mender_store
 
             self._imported = read_mender_store(self.mender_store)
-            if self._imported.in_progress is not None:
-                raise StateError(
-                    f"Mender's store {self.mender_store} holds an update of {self._imported.in_progress} "
-                    "that Mender's client started and did not finish, which pymender cannot take over",
-                    hint="finish it with Mender's client ('commit' or 'rollback') before switching to pymender",
-                )
             log.info("read the installed Artifact %s from Mender's store %s",
                      self._imported.artifact_name or "(none)", self.mender_store)
         return self._imported

@@ -211,7 +211,6 @@ def test_conflicting_keys_in_mender_s_two_files_are_one_error(device: SimDevice)
 
 @pytest.mark.parametrize(("store", "words"), [
     ("committed.mender-store", ()),
-    ("installed.mender-store", ("holds an update of release-2",)),
     (None, ("not a readable LMDB store",)),
 ])
 def test_mender_s_store_on_first_use(device: SimDevice, store: str | None, words: tuple[str, ...]) -> None:
@@ -240,6 +239,43 @@ def test_help_and_version() -> None:
         assert words in done.stdout, words
     done = subprocess.run([*run, "--version"], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, f"{__version__} (pymender)")
+
+
+# --- the update Mender's client installed: taken over ----------------------------------------------
+
+
+def _installed_by_mender(device: SimDevice, artifacts: Path) -> None:
+    """What Mender's client leaves after its install: the image in B, the bootloader trying B,
+    its store (written by the real client) holding the update, waiting for the commit."""
+    _, image = release(artifacts, "release-2", seed=2)
+    with device.part_b.open("r+b") as partition:
+        partition.write(image)
+    device.env().write({"mender_boot_part": "3", "mender_boot_part_hex": "3", "upgrade_available": "1",
+                        "bootcount": "0"})
+    (device.data_dir / "mender-store").write_bytes((MENDER_STORES / "installed.mender-store").read_bytes())
+
+
+def test_the_update_mender_installed_is_committed_after_the_reboot(device: SimDevice, tmp_path: Path) -> None:
+    """A device moving to pymender by an update Mender's client installed: the new system's
+    mender-update commits it."""
+    expected = json.loads((MENDER_STORES / "expected.json").read_text())
+    _installed_by_mender(device, tmp_path / "a")
+    assert device.boot() == device.part_b
+    code, out, err = device.mender_update("commit")
+    assert (code, lines(out)) == (0, ["Committed."]), err
+    assert "Took over the update of release-2 that Mender's client installed" in err
+    assert device.mender_update("show-artifact")[:2] == (0, "release-2\n")
+    code, out, _ = device.mender_update("show-provides")
+    assert {f"{key}={value}" for key, value in expected["provides"].items()} <= set(lines(out))
+    assert device.read_env()["upgrade_available"] == "0"
+    assert (device.data_dir / "mender-store").read_bytes() == (MENDER_STORES / "installed.mender-store").read_bytes()
+
+
+def test_the_update_mender_installed_can_be_rolled_back(device: SimDevice, tmp_path: Path) -> None:
+    _installed_by_mender(device, tmp_path / "a")
+    assert device.mender_update("rollback")[:2] == (0, "Rolled back.\n")
+    assert device.read_env()["mender_boot_part"] == "2" and device.read_env()["upgrade_available"] == "0"
+    assert device.boot() == device.part_a
 
 
 # --- the result lines, from the walk ---------------------------------------------------------------

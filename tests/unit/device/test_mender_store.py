@@ -11,7 +11,7 @@ import pytest
 
 from helpers import REPO
 from pymender.device.mender_store import MenderInstalled, read_mender_store
-from pymender.device.store import DeviceState, StateStore
+from pymender.device.store import DeviceState, PendingUpdate, StateStore
 from pymender.errors import StateError
 
 STORES = REPO / "tests" / "fixtures" / "mender-store"
@@ -82,11 +82,19 @@ def test_a_store_without_a_name_leaves_it_to_the_bootstrap_artifact(tmp_path: Pa
     assert store.current() == DeviceState("from-artifact-info")
 
 
-def test_an_update_mender_left_unfinished_is_refused(tmp_path: Path) -> None:
+def test_an_update_mender_left_unfinished_must_be_taken_over_first(tmp_path: Path) -> None:
     store = mender_device(tmp_path, "installed.mender-store")
-    with pytest.raises(StateError, match="holds an update of release-2 that Mender's client started") as info:
-        store.current()
-    assert info.value.hint and "finish it with Mender's client" in info.value.hint
+    assert store.current() == DeviceState("from-artifact-info")  # Mender's store has no name yet
+    record = store.mender_update()
+    assert record["Version"] == 1 and record["ArtifactName"] == EXPECTED["artifact_name"]
+    with pytest.raises(StateError, match="holds an update of release-2 that pymender has not taken over"):
+        store.pending()
+    update = PendingUpdate("release-2", "/dev/b", previous_partition="/dev/a")
+    store.take_over(update)
+    assert store.pending() == update and store.mender_update() is None
+    assert store.current() == DeviceState("from-artifact-info")
+    with pytest.raises(StateError, match="nothing to take over"):
+        store.take_over(update)
 
 
 def test_a_damaged_store_is_an_error_not_unknown(tmp_path: Path) -> None:
