@@ -55,8 +55,8 @@ EPILOG = """\
 exit codes:
   0  success
   1  error (one line on stderr says what and what to do)
-  2  nothing to commit or roll back
-  4  reboot required (only with install --reboot-exit-code)
+  2  nothing to commit, roll back or resume
+  4  reboot required (only with install or resume --reboot-exit-code)
 
 The legacy forms -install <URI>, -commit, -rollback and -show-artifact are accepted too.
 Configuration: Mender's /var/lib/mender/mender.conf (-b), then /etc/mender/mender.conf, then

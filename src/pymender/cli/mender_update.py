@@ -71,8 +71,9 @@ mender-update command line, run by pymender in standalone mode.
 """
 
 EPILOG = f"""\
---stop-before STATE stops before that state, recorded; 'resume' goes on from there.
-States: {', '.join(STOPPABLE)}.
+--stop-before STATE stops before that state, recorded; 'resume' goes on from there. States:
+{', '.join(STOPPABLE[:3])},
+{', '.join(STOPPABLE[3:])}.
 
 exit codes:
   0  success
