@@ -233,13 +233,17 @@ class Updater:
         name, or None when there was nothing to install.
 
         Its signature is not checked (it comes with the image, as with Mender); its device type
-        and depends are. When it cannot be installed, the file stays and nothing changes.
+        and depends are. When it cannot be installed, the file stays and nothing changes. While
+        an update Mender's client installed is in progress, it waits.
         """
         path = self.config.bootstrap_artifact
         if not path.exists():
             return None
         with self._lock():
             name = None
+            if not self.store.has_name() and self.store.mender_update() is not None:
+                log.info("an update Mender's client installed is in progress: the bootstrap Artifact %s waits", path)
+                return None
             if not self.store.has_name():
                 log.info("installing the bootstrap Artifact %s", path)
                 name = self._install(str(path), verifiers=[], bootstrap=True).artifact_name

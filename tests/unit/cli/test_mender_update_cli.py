@@ -261,10 +261,14 @@ def test_the_update_mender_installed_is_committed_after_the_reboot(device: SimDe
     expected = json.loads((MENDER_STORES / "expected.json").read_text())
     _installed_by_mender(device, tmp_path / "a")
     assert device.boot() == device.part_b
+    # Meanwhile the installed Artifact is what it was, and the bootstrap Artifact waits.
+    assert device.mender_update("show-artifact")[:2] == (0, "release-1\n")
+    assert (device.data_dir / "bootstrap.mender").exists() and not (device.data_dir / "store.json").exists()
     code, out, err = device.mender_update("commit")
     assert (code, lines(out)) == (0, ["Committed."]), err
     assert "Took over the update of release-2 that Mender's client installed" in err
     assert device.mender_update("show-artifact")[:2] == (0, "release-2\n")
+    assert not (device.data_dir / "bootstrap.mender").exists()  # a name is recorded: removed unread
     code, out, _ = device.mender_update("show-provides")
     assert {f"{key}={value}" for key, value in expected["provides"].items()} <= set(lines(out))
     assert device.read_env()["upgrade_available"] == "0"
