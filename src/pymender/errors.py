@@ -126,7 +126,7 @@ class LockedError(StateError):
 
 
 class ManagedModeError(PymenderError):
-    """The request needs Mender's server (managed mode), which pymender does not offer."""
+    """The request needs a Mender server (managed mode), and none is configured."""
 
 
 class ServerError(PymenderError):

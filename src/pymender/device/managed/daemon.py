@@ -46,7 +46,7 @@ from pymender.device.managed.devicekey import load_or_create
 from pymender.device.managed.identity import device_identity
 from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
 from pymender.device.managed.record import Record, Records
-from pymender.errors import PymenderError, ServerError, StateError, UsageError
+from pymender.errors import ManagedModeError, PymenderError, ServerError, StateError
 
 log = get_logger(__name__)
 
@@ -73,7 +73,7 @@ class Daemon:
                  reboot: Callable[[], None] = _reboot, clock: Callable[[], float] = time.monotonic,
                  source_options: dict[str, Any] | None = None) -> None:
         if not config.server_url:
-            raise UsageError("no server configured: the daemon needs ServerURL (or Servers)",
+            raise ManagedModeError("no server configured: the daemon needs ServerURL (or Servers)",
                              hint="set ServerURL in mender.conf, or use the standalone commands")
         self.config = config
         mender = mender or MenderPaths.from_environ()
