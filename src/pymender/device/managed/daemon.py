@@ -360,8 +360,7 @@ class Daemon:
             self._reboot()
             return
         self._note("error", f"the installation was interrupted in {pending.state}; rolling back")
-        self._roll_back()
-        self._finish(dep.FAILURE)
+        self._fail_rolled_back()
 
     def _verify_reboot(self) -> None:
         assert self.record is not None
@@ -380,7 +379,8 @@ class Daemon:
                     self._reboot()
                     return
                 self._note("error", "the device did not reboot into the new system; rolling back")
-                self._roll_back()
+                self._fail_rolled_back()
+                return
             else:
                 self._note("error", err.one_line())
             self._finish(dep.FAILURE)
@@ -391,19 +391,33 @@ class Daemon:
             return
         self._finish(dep.SUCCESS)
 
-    def _roll_back(self) -> None:
+    def _roll_back(self) -> bool:
+        """Roll the pending update back; whether a reboot is needed to run the old system."""
         try:
             if self.updater.store.pending() is not None:
-                self.updater.rollback()
+                return self.updater.rollback().reboot_required
         except PymenderError as err:
             self._note("error", f"rolling back failed: {err.one_line()}")
+        return False
+
+    def _fail_rolled_back(self) -> None:
+        """Roll back, reboot into the old system when the device runs the new one, and report
+        the failure (after that reboot, as Mender does)."""
+        if not self._roll_back():
+            self._finish(dep.FAILURE)
+            return
+        self._note("error", "deployment finished: failure; rebooting into the previous system")
+        self._save(phase="reporting", outcome=dep.FAILURE)
+        self.reboot()
+        self.report_due = self.clock() + REBOOT_GRACE
 
     def _abort(self) -> None:
         assert self.record is not None
         log.warning("deployment %s was aborted on the server", self.record.id)
-        self._roll_back()
         self.records.clear()
         self.record = None
+        if self._roll_back():
+            self.reboot()
 
     def _finish(self, outcome: str) -> None:
         self._note("info" if outcome != dep.FAILURE else "error", f"deployment finished: {outcome}")

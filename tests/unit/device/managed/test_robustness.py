@@ -102,7 +102,7 @@ def test_pending_device_is_retried_until_accepted(device: SimDevice, server: Men
     assert server.device().status == "pending"
     assert not daemon.auth or not daemon.auth.authorized
     server.accept = True
-    clock.now = min(daemon.poll_due, daemon.inventory_due)
+    clock.now = max(daemon.poll_due, daemon.inventory_due)
     daemon.tick()
     assert server.device().status == "accepted" and server.device().inventory_puts == 1
 
