@@ -9,6 +9,10 @@ now; SIGTERM/SIGINT: stop): no wakeups between polls. A server that is down, ans
 slow or answers garbage is retried with :class:`~pymender.device.managed.backoff.Backoff`
 (``Retry-After`` honoured), then the regular interval applies.
 
+The root filesystem's ``Idle`` and ``Sync`` state scripts run around each round of inventory
+and polling (``Idle_Leave``, ``Sync_Enter``, the work, ``Sync_Leave``, ``Idle_Enter``); the
+``Download`` and ``Artifact*`` scripts run in the install's walk, as in standalone mode.
+
 A deployment: ``downloading`` is reported and the Artifact installed with
 :class:`~pymender.device.install.Updater` (the standalone state table: the walk stops recorded
 before ``ArtifactInstall_Enter``); ``installing`` is reported and the walk resumed up to the
@@ -46,6 +50,7 @@ from pymender.device.managed.devicekey import load_or_create
 from pymender.device.managed.identity import device_identity
 from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
 from pymender.device.managed.record import Record, Records
+from pymender.device.scripts import ScriptRunner
 from pymender.errors import ManagedModeError, PymenderError, ServerError, StateError
 
 log = get_logger(__name__)
@@ -130,16 +135,35 @@ class Daemon:
         self.record = self.records.load()
         if self.record is not None:
             self._resume(self.record)
+        self._scripts("Idle", "Enter")
+
+    def _scripts(self, state: str, action: str) -> None:
+        """The root filesystem's ``Idle`` and ``Sync`` state scripts (their failures are only
+        logged, as Mender's are; "retry later", exit 21, is retried by the runner)."""
+        config = self.config
+        runner = ScriptRunner(rootfs_dir=config.scripts_dir, artifact_dir=config.artifact_scripts_dir,
+                              timeout=config.state_script_timeout_seconds,
+                              retry_interval=config.state_script_retry_interval_seconds,
+                              retry_timeout=config.state_script_retry_timeout_seconds)
+        try:
+            runner.run(state, action)
+        except PymenderError as err:  # pragma: no cover - Idle and Sync failures are ignored
+            log.warning("%s_%s: %s", state, action, err.one_line())
 
     def tick(self) -> float:
         """Do what is due; the seconds until something is due next."""
         if self.record is not None and self.record.phase == "reporting" and self.clock() >= self.report_due:
             self._report_outcome(self.record)
-        if self.record is None:
+        now = self.clock()
+        if self.record is None and (now >= self.inventory_due or now >= self.poll_due):
+            self._scripts("Idle", "Leave")
+            self._scripts("Sync", "Enter")
             if self.clock() >= self.inventory_due:
                 self.send_inventory()
             if self.clock() >= self.poll_due:
-                self.poll()
+                self.poll()  # a deployment found runs to its reboot or its end in here
+            self._scripts("Sync", "Leave")
+            self._scripts("Idle", "Enter")
         due = min(self.poll_due, self.inventory_due)
         if self.record is not None:
             due = self.report_due

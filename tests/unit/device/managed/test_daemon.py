@@ -175,3 +175,22 @@ def test_an_interrupted_download_is_given_up_after_three_attempts(
     daemon.start()
     assert reboots.count == 0
     assert statuses(server, deployment.id) == ["failure"]
+
+
+def test_idle_and_sync_scripts_run_around_each_round_with_retry_later(
+        device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    ran = device.root / "ran"
+    (device.scripts_dir / "version").write_text("3\n")
+    for name in ("Idle_Enter_00", "Idle_Leave_00", "Sync_Enter_00", "Sync_Leave_00"):
+        script = device.scripts_dir / name
+        script.write_text(f"#!/bin/sh\necho {name} >> {ran}\n")
+        script.chmod(0o755)
+    later = device.scripts_dir / "Sync_Enter_01_later"
+    later.write_text(f"#!/bin/sh\nif [ ! -e {ran}.once ]; then touch {ran}.once; exit 21; fi\necho later >> {ran}\n")
+    later.chmod(0o755)
+    daemon, _ = make_daemon()
+    daemon.start()
+    daemon.tick()
+    assert ran.read_text().split() == ["Idle_Enter_00", "Idle_Leave_00", "Sync_Enter_00", "later", "Sync_Leave_00",
+                                       "Idle_Enter_00"]
+    assert server.device().inventory_puts == 1
