@@ -15,12 +15,18 @@ and the difference is listed here:
   cannot hold a JWT before it authenticates, and the server does not ask for one there. Loaded
   with no security for that operation.
 - Answers declared with ``content: {}`` (204) have no body; loaded without the empty content.
+- The token of a successful authentication is declared as a JSON string; the server sends it
+  bare, as ``application/jwt``, and Mender's clients read it so. Served so, and validated as a
+  string of that media type.
 - ``POST /api/devices/v2/deployments/device/deployments/next`` (the device's provides as JSON)
   is what Mender's client sends first; the published files do not have it. With ``v2=False``
   (the default) the server answers it 404, as a server without it does, and the client goes on
   with the v1 ``GET`` the files describe. With ``v2=True`` the body is checked for the shape
   the client sends (``device_provides`` with string values including ``device_type`` and
   ``artifact_name``).
+- ``POST /api/devices/v1/deployments/device/deployments/next`` with the provides as a bare
+  JSON object (``artifact_name``, ``device_type``, ...) is what Mender's 3.x client falls back
+  to; the server's routing accepts it. Answered, with the body checked likewise.
 
 Failure injection (:meth:`MenderServer.inject`): ``down`` (the connection closed without an
 answer), ``500``, ``503`` (with ``Retry-After``), ``slow`` (the answer delayed), ``garbage``
@@ -69,6 +75,8 @@ def load_spec(name: str) -> OpenAPI:
                     del answer["content"]
             if operation.get("operationId") == "DeviceAuth Authenticate Device":
                 operation["security"] = []
+                operation["responses"]["200"]["content"]["application/jwt"] = {
+                    "schema": {"type": "string", "format": "binary"}}
     return OpenAPI.from_dict(document, base_uri=path.as_uri())
 
 
@@ -217,8 +225,8 @@ class MenderServer:
             return _error(401, "unauthorized")
         if path == NEXT_V1 and method == "GET":
             return self._next(device, query.get("artifact_name", ""), query.get("device_type", ""))
-        if path == NEXT_V2 and method == "POST":
-            provides = json.loads(body)["device_provides"]
+        if path in (NEXT_V1, NEXT_V2) and method == "POST":
+            provides = _provides(path, body)
             return self._next(device, provides.get("artifact_name", ""), provides.get("device_type", ""))
         if path == INVENTORY and method in ("PUT", "PATCH"):
             device.inventory = json.loads(body)
@@ -258,7 +266,7 @@ class MenderServer:
         payload = base64.urlsafe_b64encode(json.dumps({"sub": device_id}).encode()).rstrip(b"=").decode()
         token = f"eyJhbGciOiJub25lIn0.{payload}.{secrets.token_urlsafe(16)}"
         self.tokens[token] = device_id
-        return 200, json.dumps(token).encode(), {}
+        return 200, token.encode(), {"Content-Type": "application/jwt"}
 
     def _next(self, device: Device, artifact_name: str, device_type: str) -> tuple[int, bytes, dict[str, str]]:
         for deployment in self.deployments:
@@ -320,8 +328,7 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
             path = parts.path
             query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
             headers = {key.lower(): value for key, value in self.headers.items()}
-            length = int(headers.get("content-length", "0") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body(headers)
             server.requests.append((method, self.path))
             if path.startswith(DOWNLOAD):
                 self._download(path[len(DOWNLOAD):], headers)
@@ -330,17 +337,18 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
             if injection is not None:
                 self._inject(injection)
                 return
-            spec = spec_for(path)
+            provides_next = method == "POST" and path in (NEXT_V1, NEXT_V2)
+            spec = None if provides_next else spec_for(path)
             request = MockRequest(server.url, method.lower(), path, args=query, headers=headers, data=body or None,
                                   content_type=headers.get("content-type", "application/json"))
             if spec is None:
-                if path == NEXT_V2 and method == "POST":
-                    if not server.v2:
+                if provides_next:
+                    if path == NEXT_V2 and not server.v2:
                         self._send(*_error(404, "not found"))
                         return
-                    problem = _check_v2(headers, body)
+                    problem = _check_v2(path, headers, body)
                     if problem:
-                        server.violations.append(f"{method} {path}: {problem}")
+                        server.violations.append(f"{method} {path}: {problem}: {body[:300]!r}")
                         self._send(*_error(400, problem))
                         return
                 else:
@@ -356,14 +364,29 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
                     self._send(*_error(400, detail[:200]))
                     return
             status, answer, extra = server.answer(method, path, query, headers, body)
+            content_type = extra.pop("Content-Type", "application/json")
             if spec is not None:
-                content_type = "application/json" if answer else None
                 try:
                     spec.validate_response(request, MockResponse(answer, status_code=status, headers=extra,
-                                                                 content_type=content_type or "application/json"))
+                                                                 content_type=content_type))
                 except Exception as err:
                     server.violations.append(f"{method} {path}: answer {status}: {err}: {err.__cause__}")
-            self._send(status, answer, extra)
+            self._send(status, answer, extra, content_type=content_type)
+
+        def _body(self, headers: dict[str, str]) -> bytes:
+            """The request body, sent with Content-Length or chunked (as Go's client sends it)."""
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline().strip():
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(headers.get("content-length", "0") or 0)
+            return self.rfile.read(length) if length else b""
 
         def _inject(self, injection: Injection) -> None:
             mode = injection.mode
@@ -418,13 +441,20 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _check_v2(headers: dict[str, str], body: bytes) -> str | None:
+def _provides(path: str, body: bytes) -> Any:
+    """The device's provides in a POST to ``next``: v2 wraps them in ``device_provides``, v1
+    (Mender's 3.x client) sends them bare."""
+    document = json.loads(body)
+    return document["device_provides"] if path == NEXT_V2 else document
+
+
+def _check_v2(path: str, headers: dict[str, str], body: bytes) -> str | None:
     if not headers.get("authorization", "").startswith("Bearer "):
         return "no bearer token"
     try:
-        provides = json.loads(body)["device_provides"]
+        provides = _provides(path, body)
     except (ValueError, KeyError, TypeError):
-        return "the body is not {\"device_provides\": {...}}"
+        return "the body is not {\"device_provides\": {...}}" if path == NEXT_V2 else "the body is not JSON"
     if not isinstance(provides, dict) or not all(isinstance(v, str) for v in provides.values()):
         return "device_provides must map names to strings"
     if "device_type" not in provides or "artifact_name" not in provides:
