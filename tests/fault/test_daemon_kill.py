@@ -22,6 +22,7 @@ from device_sim import FAST_SOURCE, SimDevice, holds, release
 from helpers import REPO
 from mender_server import MenderServer
 from pymender.device.managed.daemon import Daemon
+from pymender.device.managed.devicekey import load_or_create
 
 RUNNER = Path(__file__).with_name("daemon_crash_runner.py")
 REBOOTED = 75
@@ -47,8 +48,6 @@ def identity(no_host_configuration: Path) -> None:
 def _device(root: Path, server: MenderServer) -> SimDevice:
     device = SimDevice.create(root, ServerURL=server.url, AllowPlainHTTPServer=True, DeviceKeyType="ecdsa",
                               RetryPollIntervalSeconds=1)
-    from pymender.device.managed.devicekey import load_or_create
-
     load_or_create(device.data_dir, "ecdsa")  # made once here: its steps are not the deployment's
     return device
 
@@ -82,7 +81,8 @@ def _recover(device: SimDevice) -> None:
     for _ in range(6):
         device.boot()
         reboot = Reboot()
-        daemon = reboot.daemon = Daemon(device.load_config(), reboot=reboot, source_options=FAST_SOURCE)
+        daemon = reboot.daemon = Daemon(device.load_config(), reboot=reboot, source_options=FAST_SOURCE,
+                                        key=load_or_create(device.data_dir, "ecdsa"))
         daemon.start()
         if daemon.record is None:
             daemon.tick()
@@ -114,7 +114,8 @@ def _half(tmp_path: Path, artifact: tuple[Path, bytes], second: bool) -> tuple[i
         server.add_deployment("release-2", path)
         if second:
             rebooted: list[bool] = []
-            daemon = Daemon(device.load_config(), reboot=lambda: rebooted.append(True), source_options=FAST_SOURCE)
+            daemon = Daemon(device.load_config(), reboot=lambda: rebooted.append(True), source_options=FAST_SOURCE,
+                            key=load_or_create(device.data_dir, "ecdsa"))
             daemon.stopping = True  # no waiting after the reboot is asked for
             daemon.start()
             daemon.tick()

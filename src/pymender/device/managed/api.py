@@ -10,25 +10,25 @@ JWT goes only into the ``Authorization`` header, never into a log line or an err
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pymender import __version__
-from pymender.device.http_source import SameSchemeRedirects, tls_context
 from pymender.device.log import get_logger
-from pymender.errors import ServerError, SourceError, UsageError
+from pymender.errors import ServerError, UsageError
 
 log = get_logger(__name__)
 
 #: The longest answer read from the server's API (the JWT, the deployment instructions).
 MAX_BODY = 1 << 20
 TIMEOUT = 30.0
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class Answer(NamedTuple):
@@ -69,27 +69,43 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def tls_context(ca_file: Path | None, insecure: bool,
+                client_certificate: tuple[Path, Path] | None) -> ssl.SSLContext:
+    """The system's CA store plus ``ca_file`` (``ServerCertificate``), the client certificate
+    (``HttpsClient``), no checks with ``insecure`` (``SkipVerify``)."""
+    context = ssl.create_default_context()
+    try:
+        if ca_file is not None:
+            context.load_verify_locations(cafile=str(ca_file))
+        if client_certificate is not None:
+            context.load_cert_chain(certfile=str(client_certificate[0]), keyfile=str(client_certificate[1]))
+    except (OSError, ssl.SSLError) as err:
+        raise UsageError(f"cannot load the TLS files for the server: {getattr(err, 'strerror', None) or err}",
+                         hint="check ServerCertificate and HttpsClient in the configuration") from err
+    if insecure:
+        log.warning("certificate checks are off: the server's identity is not verified")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class ServerApi:
-    """Requests to one Mender server."""
+    """Requests to one Mender server, with :mod:`http.client` (not :mod:`urllib.request`,
+    which an idle daemon would carry for nothing)."""
 
     def __init__(self, server_url: str, *, ca_file: Path | None = None, insecure: bool = False,
                  allow_http: bool = False, client_certificate: tuple[Path, Path] | None = None,
                  timeout: float = TIMEOUT) -> None:
         self.server_url = check_server_url(server_url, allow_http=allow_http)
-        handlers: list[Any] = [SameSchemeRedirects()]
-        if self.server_url.startswith("https:"):
-            try:
-                context = tls_context(ca_file, insecure, client_certificate)
-            except SourceError as err:
-                raise UsageError(err.message, hint=err.hint) from err
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        self._opener = urllib.request.build_opener(*handlers)
+        self._context = (tls_context(ca_file, insecure, client_certificate)
+                         if self.server_url.startswith("https:") else None)
         self._timeout = timeout
 
     def request(self, method: str, path: str, *, body: Any = None, token: str | None = None,
                 headers: dict[str, str] | None = None, raw: bytes | None = None) -> Answer:
         """One request; answers of every status come back (the caller decides), only
-        transport failures, oversized or unreadable answers raise :class:`ServerError`."""
+        transport failures, oversized or unreadable answers raise :class:`ServerError`.
+        Redirects are followed within the same scheme only."""
         all_headers = {"User-Agent": f"pymender/{__version__}", "Accept": "application/json"}
         data = raw
         if body is not None:
@@ -99,28 +115,46 @@ class ServerApi:
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
         all_headers.update(headers or {})
-        request = urllib.request.Request(self.server_url + path, data=data, headers=all_headers, method=method)
         name = f"{method} {path.split('?', 1)[0]}"
+        url = self.server_url + path
+        for _ in range(MAX_REDIRECTS + 1):
+            answer = self._once(name, method, url, data, all_headers)
+            location = answer.headers.get("location")
+            if answer.status not in _REDIRECTS or not location:
+                return answer
+            new = urllib.parse.urljoin(url, location)
+            old_scheme, new_scheme = urllib.parse.urlsplit(url).scheme, urllib.parse.urlsplit(new).scheme.lower()
+            if new_scheme != old_scheme:
+                raise ServerError(f"{name}: refusing a redirect from {old_scheme}:// to {new_scheme}://",
+                                  hint="the server must not change the scheme of a request")
+            if answer.status == 303 or (answer.status in (301, 302) and method != "GET"):
+                return answer  # a redirect that would change the request: not followed
+            url = new
+        raise ServerError(f"{name}: more than {MAX_REDIRECTS} redirects")
+
+    def _once(self, name: str, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> Answer:
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self._timeout,
+                                                     context=self._context)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self._timeout)
         try:
-            try:
-                response = self._opener.open(request, timeout=self._timeout)
-            except urllib.error.HTTPError as err:
-                response = err
-            with response:
-                body_bytes = response.read(MAX_BODY + 1)
-                status = int(response.status or 0)
-                answer_headers = {key.lower(): value for key, value in response.headers.items()}
-        except SourceError as err:
-            raise ServerError(f"{name}: {err.message}") from err
-        except urllib.error.URLError as err:
-            reason = err.reason
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise ServerError(f"{name}: the server's certificate is not trusted ({reason.verify_message})",
-                                  hint="set ServerCertificate to the CA that signed it") from err
-            raise ServerError(f"{name}: cannot reach the server: {getattr(reason, 'strerror', None) or reason}") \
-                from err
-        except (OSError, ValueError) as err:
-            raise ServerError(f"{name}: the connection failed: {err}") from err
+            connection.request(method, target, body=data, headers=headers)
+            response = connection.getresponse()
+            body_bytes = response.read(MAX_BODY + 1)
+            status = response.status
+            answer_headers = {key.lower(): value for key, value in response.getheaders()}
+        except ssl.SSLCertVerificationError as err:
+            raise ServerError(f"{name}: the server's certificate is not trusted ({err.verify_message})",
+                              hint="set ServerCertificate to the CA that signed it") from err
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+            raise ServerError(f"{name}: the connection failed: {reason}") from err
+        finally:
+            connection.close()
         if len(body_bytes) > MAX_BODY:
             raise ServerError(f"{name}: the answer is longer than {MAX_BODY} bytes", status=status)
         return Answer(status, body_bytes, answer_headers)

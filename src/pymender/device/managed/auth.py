@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pymender.device.log import get_logger
 from pymender.device.managed.api import ServerApi
-from pymender.device.managed.devicekey import DeviceKey
+from pymender.device.managed.devicekey import DeviceKey, KeyProcess
 from pymender.errors import ServerError
 
 log = get_logger(__name__)
@@ -27,7 +27,7 @@ MAX_TOKEN = 16384
 class Authenticator:
     """Holds the JWT; :meth:`token` asks the server for one when there is none."""
 
-    def __init__(self, api: ServerApi, key: DeviceKey, identity: Callable[[], str],
+    def __init__(self, api: ServerApi, key: DeviceKey | KeyProcess, identity: Callable[[], str],
                  tenant_token: str | None = None, tier: str = "standard") -> None:
         self._api = api
         self._key = key
@@ -46,12 +46,13 @@ class Authenticator:
     def forget(self) -> None:
         self._token = None
 
-    def request_body(self) -> bytes:
-        body = {"id_data": self._identity(), "pubkey": self._key.public_pem()}
+    def signed_request(self) -> tuple[bytes, str]:
+        """The auth request body and its signature."""
+        fields = {"id_data": self._identity()}
         if self._tenant_token:
-            body["tenant_token"] = self._tenant_token
-        body["tier"] = self._tier
-        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+            fields["tenant_token"] = self._tenant_token
+        fields["tier"] = self._tier
+        return self._key.signed(fields)
 
     def token(self) -> str:
         if self._token is None:
@@ -59,9 +60,8 @@ class Authenticator:
         return self._token
 
     def _authenticate(self) -> str:
-        body = self.request_body()
-        answer = self._api.request("POST", AUTH_PATH, raw=body,
-                                   headers={"X-MEN-Signature": self._key.sign(body)})
+        body, signature = self.signed_request()
+        answer = self._api.request("POST", AUTH_PATH, raw=body, headers={"X-MEN-Signature": signature})
         if answer.status == 401:
             raise ServerError("the server has not accepted this device (yet)", status=401,
                               hint="accept the device in the server's UI, or check the TenantToken")

@@ -46,7 +46,7 @@ from pymender.device.managed import deployments as dep
 from pymender.device.managed.api import ServerApi
 from pymender.device.managed.auth import Authenticator
 from pymender.device.managed.backoff import Backoff
-from pymender.device.managed.devicekey import load_or_create
+from pymender.device.managed.devicekey import DeviceKey, KeyProcess
 from pymender.device.managed.identity import device_identity
 from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
 from pymender.device.managed.record import Record, Records
@@ -76,7 +76,7 @@ def _reboot() -> None:
 class Daemon:
     def __init__(self, config: DeviceConfig, *, mender: MenderPaths | None = None, updater: Updater | None = None,
                  reboot: Callable[[], None] = _reboot, clock: Callable[[], float] = time.monotonic,
-                 source_options: dict[str, Any] | None = None) -> None:
+                 source_options: dict[str, Any] | None = None, key: DeviceKey | None = None) -> None:
         if not config.server_url:
             raise ManagedModeError("no server configured: the daemon needs ServerURL (or Servers)",
                              hint="set ServerURL in mender.conf, or use the standalone commands")
@@ -97,6 +97,8 @@ class Daemon:
         self.record: Record | None = None
         self.reboot = reboot
         self.clock = clock
+        #: The device key in this process (tests); by default a helper process signs.
+        self.key = key
         self.poll_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
         self.inventory_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
         self.report_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
@@ -129,7 +131,7 @@ class Daemon:
 
     def start(self) -> None:
         """Before the first poll: the key, and the deployment in progress finished."""
-        key = load_or_create(self.config.data_dir, self.config.device_key_type)
+        key = self.key or KeyProcess(self.config.data_dir, self.config.device_key_type)
         self.auth = Authenticator(self.api, key, lambda: device_identity(self.identity_script),
                                   self.config.tenant_token)
         self.record = self.records.load()

@@ -46,6 +46,11 @@ class DeviceKey:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         return data.decode("ascii")
 
+    def signed(self, fields: dict[str, str]) -> tuple[bytes, str]:
+        """The auth request body (``fields`` with ``pubkey`` added) and its signature."""
+        body = auth_body(fields, self.public_pem())
+        return body, self.sign(body)
+
     def sign(self, data: bytes) -> str:
         """``X-MEN-Signature``: base64 of RSA PKCS#1 v1.5 / ECDSA (ASN.1) over SHA-256, or Ed25519."""
         hashes, _, ec, ed25519, padding, rsa = _crypto()
@@ -57,6 +62,15 @@ class DeviceKey:
         else:
             signature = key.sign(data)
         return base64.b64encode(signature).decode("ascii")
+
+
+def auth_body(fields: dict[str, str], pubkey: str) -> bytes:
+    """The auth request's JSON: ``id_data``, ``pubkey``, then the other fields, compact."""
+    import json
+
+    body = {"id_data": fields["id_data"], "pubkey": pubkey}
+    body.update((key, value) for key, value in fields.items() if key != "id_data")
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def generate(kind: str) -> Any:
@@ -106,4 +120,66 @@ def load_or_create(data_dir: Path, kind: str = "rsa") -> DeviceKey:
     return DeviceKey(key)
 
 
-__all__ = ["KEY_FILE", "RSA_BITS", "DeviceKey", "generate", "load_or_create"]
+
+
+class KeyProcess:
+    """The device key used through a short-lived helper process (``python -m
+    pymender.device.managed.devicekey``), so that the daemon, which needs the key only to
+    authenticate (rarely: a token lasts days), never loads the cryptography library and its
+    OpenSSL bindings (about 9 MiB of resident memory on every idle device). The helper also
+    creates the key when there is none."""
+
+    def __init__(self, data_dir: Path, kind: str = "rsa") -> None:
+        self._data_dir = data_dir
+        self._kind = kind
+
+    def __repr__(self) -> str:
+        return f"KeyProcess({self._data_dir / KEY_FILE})"
+
+    def signed(self, fields: dict[str, str]) -> tuple[bytes, str]:
+        import json
+        import subprocess
+        import sys
+
+        done = subprocess.run([sys.executable, "-m", __name__, str(self._data_dir), self._kind],
+                              input=json.dumps(fields).encode("utf-8"), stdout=subprocess.PIPE, stderr=None,
+                              timeout=300, check=False)
+        if done.returncode != 0:
+            raise KeyLoadError(f"the device key in {self._data_dir} cannot be used (its helper exited with "
+                               f"{done.returncode}; see the lines above)")
+        try:
+            result = json.loads(done.stdout)
+            return result["body"].encode("utf-8"), str(result["signature"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise KeyLoadError("the device key's helper answered something else than a signature") from err
+
+
+def main(argv: list[str]) -> int:
+    """The helper: ``DATA_DIR KIND``, the auth request's fields (JSON) on stdin; prints the
+    request body and its signature as JSON. Errors are one line on stderr."""
+    import json
+    import sys
+
+    from pymender.device.log import write_to_stderr
+
+    write_to_stderr("info")
+    try:
+        key = load_or_create(Path(argv[0]), argv[1])
+        body, signature = key.signed(json.loads(sys.stdin.buffer.read()))
+        print(json.dumps({"body": body.decode("utf-8"), "signature": signature}))
+    except (KeyLoadError, DependencyMissingError) as err:
+        print(f"pymender: error: {err.one_line()}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"pymender: error: the device key in {argv[0]}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["KEY_FILE", "RSA_BITS", "DeviceKey", "KeyProcess", "auth_body", "generate", "load_or_create"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

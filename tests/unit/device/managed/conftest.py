@@ -12,6 +12,7 @@ import pytest
 from device_sim import FAST_SOURCE, SimDevice
 from mender_server import MenderServer
 from pymender.device.managed.daemon import Daemon
+from pymender.device.managed.devicekey import load_or_create
 
 IDENTITY = "#!/bin/sh\necho mac=52:54:00:12:34:56\necho serial=sim-0001\n"
 INVENTORY = "#!/bin/sh\necho os=Test OS 1.0\necho ipv4_eth0=10.0.2.15/24\necho ipv4_eth0=10.0.2.16/24\n"
@@ -69,6 +70,8 @@ def make_daemon(device: SimDevice) -> Callable[..., tuple[Daemon, Reboots]]:
     def make(**options: Any) -> tuple[Daemon, Reboots]:
         reboots = Reboots()
         options.setdefault("source_options", FAST_SOURCE)
+        # The key in this process: the helper process that signs by default is tested alone.
+        options.setdefault("key", load_or_create(device.data_dir, "ecdsa"))
         daemon = Daemon(device.load_config(), reboot=reboots, **options)
         reboots.daemon = daemon
         return daemon, reboots

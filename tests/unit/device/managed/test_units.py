@@ -48,6 +48,17 @@ def test_device_key_made_once_0600_and_signs_what_the_server_checks(tmp_path: Pa
         assert load_pem_private_key(pem.encode(), None).key_size == 3072  # type: ignore[union-attr]
 
 
+def test_the_key_helper_process_makes_the_key_and_signs(tmp_path: Path) -> None:
+    body, signature = devicekey.KeyProcess(tmp_path, "ed25519").signed({"id_data": '{"mac":"x"}', "tier": "t"})
+    assert stat.S_IMODE((tmp_path / devicekey.KEY_FILE).stat().st_mode) == 0o600
+    key = devicekey.load_or_create(tmp_path)
+    assert json.loads(body) == {"id_data": '{"mac":"x"}', "pubkey": key.public_pem(), "tier": "t"}
+    assert verify_signature(key.public_pem(), body, signature)
+    (tmp_path / devicekey.KEY_FILE).write_text("garbage")
+    with pytest.raises(KeyLoadError, match="cannot be used"):
+        devicekey.KeyProcess(tmp_path).signed({"id_data": "{}"})
+
+
 def test_device_key_readable_by_others_is_narrowed_and_a_bad_one_refused(tmp_path: Path) -> None:
     devicekey.load_or_create(tmp_path, "ecdsa")
     path = tmp_path / devicekey.KEY_FILE
@@ -67,7 +78,9 @@ def test_auth_request_is_signed_carries_the_tenant_token_and_the_token_stays_out
         auth = Authenticator(api, key, lambda: '{"mac":"x"}', tenant_token="org-1")
         token = auth.token()
         assert token.count(".") == 2 and token not in repr(auth)
-        body = json.loads(auth.request_body())
+        raw, signature = auth.signed_request()
+        assert verify_signature(key.public_pem(), raw, signature)
+        body = json.loads(raw)
         assert body["tenant_token"] == "org-1" and body["id_data"] == '{"mac":"x"}' and body["tier"] == "standard"
         wrong = Authenticator(api, key, lambda: '{"mac":"x"}', tenant_token="org-2")
         with pytest.raises(ServerError, match="not accepted"):
