@@ -164,8 +164,13 @@ def main(argv: list[str]) -> int:
 
     write_to_stderr("info")
     try:
+        fields = json.loads(sys.stdin.buffer.read())
+    except ValueError:
+        print("pymender: error: the device key's helper read no request on stdin", file=sys.stderr)
+        return 2
+    try:
         key = load_or_create(Path(argv[0]), argv[1])
-        body, signature = key.signed(json.loads(sys.stdin.buffer.read()))
+        body, signature = key.signed(fields)
         print(json.dumps({"body": body.decode("utf-8"), "signature": signature}))
     except (KeyLoadError, DependencyMissingError) as err:
         print(f"pymender: error: {err.one_line()}", file=sys.stderr)
