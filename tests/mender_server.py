@@ -31,7 +31,8 @@ and the difference is listed here:
 Failure injection (:meth:`MenderServer.inject`): ``down`` (the connection closed without an
 answer), ``500``, ``503`` (with ``Retry-After``), ``slow`` (the answer delayed), ``garbage``
 (200 with a body that is not JSON), ``huge`` (an answer far beyond any limit), ``401`` (the
-token revoked: the device must authenticate again), ``redirect-http`` (a redirect to an
+token revoked: the device must authenticate again), ``409`` (to a status: the deployment was
+aborted), ``redirect-http`` (a redirect to an
 ``http://`` URL). Injected answers are deliberately outside the specification and not validated.
 """
 
@@ -406,6 +407,8 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b"[" + b" " * (4 << 20) + b"]")
             elif mode == "401":
                 self._send(*_error(401, "token revoked"))
+            elif mode == "409":
+                self._send(409, b"")  # the deployment was aborted on the server
             elif mode == "redirect-http":
                 self._send(302, b"", {"Location": "http://127.0.0.1:9/elsewhere"})
             else:

@@ -194,3 +194,18 @@ def test_idle_and_sync_scripts_run_around_each_round_with_retry_later(
     assert ran.read_text().split() == ["Idle_Enter_00", "Idle_Leave_00", "Sync_Enter_00", "later", "Sync_Leave_00",
                                        "Idle_Enter_00"]
     assert server.device().inventory_puts == 1
+
+
+def test_deployment_aborted_on_the_server_is_dropped_and_rolled_back(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    artifact, _ = release(tmp_path / "art", "release-2", seed=2)
+    deployment = server.add_deployment("release-2", artifact)
+    server.inject("409", prefix=f"/api/devices/v1/deployments/device/deployments/{deployment.id}/status")
+    before = device.snapshot()
+    daemon, reboots = make_daemon()
+    daemon.start()
+    daemon.tick()  # 'downloading' is answered 409: aborted before anything is written
+    assert reboots.count == 0 and daemon.record is None
+    assert Records(device.data_dir).load() is None
+    assert not server.calls("/download/")
+    assert device.snapshot() == before
