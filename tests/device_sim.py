@@ -45,6 +45,10 @@ def sha(path: Path) -> str:
 
 #: Keys that a device in Mender's layout does not have (they would name pymender's own layout).
 _OWN_LAYOUT_KEYS = ("DataDir", "ScriptsDir")
+#: Keys of managed mode, kept across boots.
+_MANAGED_KEYS = ("ServerURL", "Servers", "TenantToken", "ServerCertificate", "AllowPlainHTTPServer", "DeviceKeyType",
+                 "UpdatePollIntervalSeconds", "InventoryPollIntervalSeconds", "RetryPollIntervalSeconds",
+                 "RetryPollCount")
 
 
 @dataclass
@@ -138,7 +142,7 @@ class SimDevice:
         else:
             document["UBootEnvConfig"] = "fw_env.config"
         old = self.config_document() if self.config_path.exists() else {}
-        for key in ("ArtifactVerifyKey", "SkipIdenticalBlocks"):
+        for key in ("ArtifactVerifyKey", "SkipIdenticalBlocks", *_MANAGED_KEYS):
             if key in old:
                 document[key] = old[key]
         document.update(extra)

@@ -23,6 +23,14 @@
 #                                    /etc/pymender/artifact-verify-key.pem; the device then
 #                                    refuses Artifacts not signed by its private key.
 #                                    Default: empty
+#   PYMENDER_SERVER_URL              Managed mode: the Mender server (ServerURL). When set,
+#                                    pymender.service is installed enabled and runs the daemon,
+#                                    and the identity and inventory scripts are installed
+#                                    (pymender-managed). Default: empty (standalone mode)
+#   PYMENDER_TENANT_TOKEN            TenantToken (hosted Mender's organization). Default: empty
+#   PYMENDER_SERVER_CERTIFICATE      PEM CA file installed as /etc/pymender/server.crt
+#                                    (ServerCertificate), for a server whose certificate the
+#                                    system store does not trust. Default: empty
 #   PYMENDER_ARTIFACT_SCRIPTS_DIR    directory of state scripts (ArtifactInstall_Enter_10_x,
 #                                    ...) added to the Artifact, besides those that recipes
 #                                    ship with pymender-state-scripts. Default: empty
@@ -151,6 +159,12 @@ PYMENDER_ARTIFACT_SIGNING_KEY ??= "${PYMENDER_ARTIFACT_SIGNING_KEY_DEFAULT}"
 PYMENDER_ARTIFACT_SIGNING_KEY_DEFAULT = ""
 PYMENDER_ARTIFACT_VERIFY_KEY ??= "${PYMENDER_ARTIFACT_VERIFY_KEY_DEFAULT}"
 PYMENDER_ARTIFACT_VERIFY_KEY_DEFAULT = ""
+PYMENDER_SERVER_URL ??= "${PYMENDER_SERVER_URL_DEFAULT}"
+PYMENDER_SERVER_URL_DEFAULT = ""
+PYMENDER_TENANT_TOKEN ??= "${PYMENDER_TENANT_TOKEN_DEFAULT}"
+PYMENDER_TENANT_TOKEN_DEFAULT = ""
+PYMENDER_SERVER_CERTIFICATE ??= "${PYMENDER_SERVER_CERTIFICATE_DEFAULT}"
+PYMENDER_SERVER_CERTIFICATE_DEFAULT = ""
 PYMENDER_ARTIFACT_SCRIPTS_DIR ??= "${PYMENDER_ARTIFACT_SCRIPTS_DIR_DEFAULT}"
 PYMENDER_ARTIFACT_SCRIPTS_DIR_DEFAULT = ""
 PYMENDER_ARTIFACT_PROVIDES ??= "${PYMENDER_ARTIFACT_PROVIDES_DEFAULT}"
@@ -291,6 +305,7 @@ PYMENDER_UNPACKDIR = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
 PYMENDER_KNOWN_VARIABLES = "\
     PYMENDER_ARTIFACT_NAME PYMENDER_DEVICE_TYPE PYMENDER_DEVICE_TYPES_COMPATIBLE \
     PYMENDER_ARTIFACT_SIGNING_KEY PYMENDER_ARTIFACT_VERIFY_KEY PYMENDER_ARTIFACT_SCRIPTS_DIR \
+    PYMENDER_SERVER_URL PYMENDER_TENANT_TOKEN PYMENDER_SERVER_CERTIFICATE \
     PYMENDER_ARTIFACT_PROVIDES PYMENDER_ARTIFACT_PROVIDES_GROUP PYMENDER_ARTIFACT_DEPENDS \
     PYMENDER_ARTIFACT_DEPENDS_GROUPS PYMENDER_ARTIFACT_NAME_DEPENDS PYMENDER_ARTIFACT_EXTRA_ARGS \
     PYMENDER_BOOTSTRAP_ARTIFACT PYMENDER_ARTIFACT_NAME_BOOTSTRAP PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP \

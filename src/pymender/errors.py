@@ -126,7 +126,19 @@ class LockedError(StateError):
 
 
 class ManagedModeError(PymenderError):
-    """The request needs Mender's server (managed mode), which pymender does not offer."""
+    """The request needs a Mender server (managed mode), and none is configured."""
+
+
+class ServerError(PymenderError):
+    """The Mender server cannot be reached, refused the device, or answered outside its API."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, hint=hint)
+        #: The HTTP status, when the server answered.
+        self.status = status
+        #: Seconds from a ``Retry-After`` header (HTTP 429 and 503).
+        self.retry_after = retry_after
 
 
 class ScriptError(PymenderError):

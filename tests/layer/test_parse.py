@@ -197,6 +197,8 @@ STDLIB_PACKAGES = {
     "http": "python3-netclient", "json": "python3-json", "logging": "python3-logging",
     "ssl": "python3-io", "tarfile": "python3-compression", "tempfile": "python3-io",
     "urllib": "python3-netclient", "uuid": "python3-netclient",
+    # managed mode (pymender daemon)
+    "email": "python3-email", "random": "python3-math", "select": "python3-io", "socket": "python3-io",
 }
 OPTIONAL = {"cryptography": "verify", "zstandard": "zstd"}
 # Imported only when installed, only by host-side code, and never needed on the device: the
@@ -288,3 +290,17 @@ def test_standins_define_every_oe_core_variable_the_layer_uses(tmp_path: Path) -
     for path in bbparse.layer_files(".bb", ".bbclass", ".inc", ".bbappend"):
         used |= set(re.findall(r"\$\{([a-z][a-z_]*)\}", path.read_text()))
     assert used and not [name for name in sorted(used) if d.getVar(name) is None]
+
+
+def test_managed_mode_with_a_server_url(tmp_path: Path) -> None:
+    """PYMENDER_SERVER_URL: the unit enabled, the scripts' package recommended; without it, neither."""
+    target = recipe(configuration(tmp_path, local_conf()), UPDATER)[""]
+    assert target.getVar("SYSTEMD_AUTO_ENABLE") == "disable"
+    assert "pymender-managed" not in (target.getVar("RRECOMMENDS:pymender") or "").split()
+    assert target.getVar("FILES:pymender-managed").split() == ["/usr/share/mender/identity",
+                                                               "/usr/share/mender/inventory"]
+    managed = recipe(configuration(tmp_path / "m", local_conf('PYMENDER_SERVER_URL = "https://hosted.mender.io"')),
+                     UPDATER)[""]
+    assert managed.getVar("SYSTEMD_AUTO_ENABLE") == "enable"
+    assert "pymender-managed" in managed.getVar("RRECOMMENDS:pymender").split()
+    assert "python3-cryptography" in managed.getVar("RDEPENDS:pymender-managed").split()

@@ -150,5 +150,6 @@ def test_git_release_is_fetched_and_unpacked_where_the_recipe_builds(tmp_path: P
     source = Path(target.getVar("S"))
     assert (source / "pyproject.toml").read_text() == (REPO / "pyproject.toml").read_text()
     assert (source / "src" / "pymender" / "device" / "install.py").is_file()
-    assert sorted(p.name for p in (source / "layer-files").iterdir()) == ["pymender-tmpfiles.conf",
-                                                                           "pymender.service"]
+    assert sorted(p.name for p in (source / "layer-files").iterdir()) == [
+        "pymender-device-identity", "pymender-inventory-bootloader", "pymender-inventory-network",
+        "pymender-inventory-os", "pymender-tmpfiles.conf", "pymender.service"]

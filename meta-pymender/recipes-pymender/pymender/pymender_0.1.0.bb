@@ -31,6 +31,10 @@ FILESEXTRAPATHS:prepend := "${PYMENDER_SRC_DIR}:"
 SRC_URI = "${@pymender_source_uris(d)} \
            file://pymender.service;subdir=${BP}/layer-files \
            file://pymender-tmpfiles.conf;subdir=${BP}/layer-files \
+           file://pymender-device-identity;subdir=${BP}/layer-files \
+           file://pymender-inventory-os;subdir=${BP}/layer-files \
+           file://pymender-inventory-network;subdir=${BP}/layer-files \
+           file://pymender-inventory-bootloader;subdir=${BP}/layer-files \
            "
 SRCREV = "${PYMENDER_GIT_SRCREV}"
 
@@ -76,8 +80,11 @@ PACKAGECONFIG[zstd] = ",,,python3-zstandard"
 # mender-update (Mender 5.x's command line) in a package of its own: it takes the name of
 # Mender's command, so an image gets it only when asked (PYMENDER_MENDER_UPDATE, or the package
 # in IMAGE_INSTALL) and never next to Mender's own mender-update package.
-PACKAGES =+ "${PN}-mender-update"
+PACKAGES =+ "${PN}-mender-update ${PN}-managed"
 FILES:${PN}-mender-update += "${bindir}/mender-update"
+# Managed mode (PYMENDER_SERVER_URL): the identity and inventory scripts in Mender's places,
+# which Mender's own client packages also have; the daemon signs with cryptography.
+FILES:${PN}-managed += "${datadir}/mender/identity ${datadir}/mender/inventory"
 FILES:${PN} += "${systemd_system_unitdir}/pymender.service \
                 ${nonarch_libdir}/tmpfiles.d/pymender.conf \
                 ${localstatedir}/lib/pymender \
@@ -86,15 +93,19 @@ FILES:${PN} += "${systemd_system_unitdir}/pymender.service \
 # Only the standard library modules pymender imports (checked by the layer tests), plus
 # cryptography when Artifacts are verified and zstandard for zstd Artifacts.
 RDEPENDS:${PN} = "python3-asyncio python3-compression python3-core python3-crypt \
-                  python3-ctypes python3-datetime python3-fcntl python3-io python3-json \
-                  python3-logging python3-netclient python3-threading"
+                  python3-ctypes python3-datetime python3-email python3-fcntl python3-io python3-json \
+                  python3-logging python3-math python3-netclient python3-threading"
 RDEPENDS:${PN}-mender-update = "${PN}"
+RDEPENDS:${PN}-managed = "${PN} python3-cryptography"
+# With a server, the image gets the identity and inventory scripts with the updater.
+RRECOMMENDS:${PN} = "${@'${PN}-managed' if d.getVar('PYMENDER_SERVER_URL') else ''}"
 RCONFLICTS:${PN}-mender-update = "mender-update"
+RCONFLICTS:${PN}-managed = "mender-client mender-update"
 
-# Standalone mode: the unit is installed disabled. SYSTEMD_AUTO_ENABLE:pn-pymender = "enable"
-# turns it on.
+# Standalone mode (no PYMENDER_SERVER_URL): the unit is installed disabled. With a server it
+# is installed enabled and runs the daemon (managed mode).
 SYSTEMD_SERVICE:${PN} = "pymender.service"
-SYSTEMD_AUTO_ENABLE ?= "disable"
+SYSTEMD_AUTO_ENABLE ?= "${@'enable' if d.getVar('PYMENDER_SERVER_URL') else 'disable'}"
 
 PYMENDER_FILES = "${S}/layer-files"
 
@@ -104,6 +115,11 @@ do_install:append:class-target() {
     install -d ${D}${systemd_system_unitdir} ${D}${nonarch_libdir}/tmpfiles.d ${D}${localstatedir}/lib
     install -m 0644 ${PYMENDER_FILES}/pymender.service ${D}${systemd_system_unitdir}/pymender.service
     install -m 0644 ${PYMENDER_FILES}/pymender-tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/pymender.conf
+    install -d ${D}${datadir}/mender/identity ${D}${datadir}/mender/inventory
+    install -m 0755 ${PYMENDER_FILES}/pymender-device-identity ${D}${datadir}/mender/identity/mender-device-identity
+    for name in os network bootloader; do
+        install -m 0755 ${PYMENDER_FILES}/pymender-inventory-$name ${D}${datadir}/mender/inventory/mender-inventory-$name
+    done
     # State and device type live on /data, which survives rootfs updates.
     ln -sf /data/pymender ${D}${localstatedir}/lib/pymender
 }

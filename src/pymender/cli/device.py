@@ -13,6 +13,8 @@ from typing import Any
 
 from pymender import __version__
 from pymender.cli.common import Parser, help_width, run_cli, setup_logging
+from pymender.cli.managed import COMMANDS as MANAGED_COMMANDS
+from pymender.cli.managed import run_managed
 from pymender.cli.progress import ProgressBar
 from pymender.device import log
 from pymender.device.config import load_config
@@ -119,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         if stops:
             _stop_before(sub)
         _global_options(sub, suppress=True)
+    for name, text in MANAGED_COMMANDS.items():
+        sub = commands.add_parser(name, help=f"{text} (managed mode)", formatter_class=_formatter,
+                                  description=text[0].upper() + text[1:] + ": needs ServerURL in the configuration.")
+        _global_options(sub, suppress=True)
     return parser
 
 
@@ -152,8 +158,8 @@ def _main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(translate_legacy(argv))
     if args.command is None:
-        raise UsageError("no command given", hint="use install, commit, rollback, resume, show-artifact or "
-                         "show-provides; see pymender --help")
+        raise UsageError("no command given", hint="use install, commit, rollback, resume, show-artifact, "
+                         "show-provides or daemon; see pymender --help")
     stop = stop_points(getattr(args, "stop_before", []))
     quiet = args.command in ("show-artifact", "show-provides")
     _setup_log(args.log_level or ("warning" if quiet else "info"))
@@ -167,6 +173,8 @@ def _main(argv: Sequence[str]) -> int:
         overrides["skip_verify"] = True
     if overrides:
         config = config._replace(**overrides)
+    if args.command in MANAGED_COMMANDS:
+        return run_managed(args.command, config)
 
     if args.command == "show-artifact":
         print(Updater(config).show_artifact())

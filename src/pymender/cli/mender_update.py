@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pymender import __version__
 from pymender.cli.common import Parser, help_width, run_cli
+from pymender.cli.managed import COMMANDS as SERVER_COMMANDS
+from pymender.cli.managed import run_managed
 from pymender.device import log
 from pymender.device.config import load_config
 from pymender.device.flow import STOPPABLE, stop_points
 from pymender.device.install import ABANDON, Updater
 from pymender.device.layout import MenderPaths
-from pymender.errors import REBOOT_REQUIRED, ManagedModeError, NothingToDoError, PymenderError, StateError, UsageError
+from pymender.errors import REBOOT_REQUIRED, NothingToDoError, PymenderError, StateError, UsageError
 
 if TYPE_CHECKING:
     from pymender.device.flow import Flow
@@ -33,12 +35,6 @@ _log = log.get_logger(__name__)
 #: Mender's log levels and the levels pymender logs at.
 LOG_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warning": "warning", "error": "error",
               "fatal": "critical"}
-#: Subcommands that talk to Mender's daemon or server: managed mode.
-SERVER_COMMANDS = {
-    "check-update": "checking for an update needs Mender's daemon and a server",
-    "send-inventory": "sending the inventory needs Mender's daemon and a server",
-    "daemon": "the daemon talks to a Mender server",
-}
 
 #: Mender's result lines (stdout), which scripts look for.
 INSTALLING = "Installing artifact..."
@@ -77,7 +73,7 @@ EPILOG = f"""\
 
 exit codes:
   0  success
-  1  error (check-update, send-inventory and daemon too: managed mode is not available)
+  1  error (check-update, send-inventory and daemon too, when no server is configured)
   2  nothing to commit, roll back or resume
   4  reboot required (install and resume, with --reboot-exit-code)
 
@@ -140,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("show-artifact", "Print the name of the installed Artifact")
     command("show-provides", "Print what the installed Artifacts provide, as key=value lines")
     for name, why in SERVER_COMMANDS.items():
-        command(name, f"Not available: {why} (managed mode)")
+        command(name, why[0].upper() + why[1:] + " (managed mode)")
     return parser
 
 
@@ -171,11 +167,6 @@ def _main(argv: Sequence[str], opened: list[TextIO]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.command is None:
         raise UsageError("no command given", hint="see mender-update --help")
-    if args.command in SERVER_COMMANDS:
-        raise ManagedModeError(
-            f"'{args.command}' is not available: {SERVER_COMMANDS[args.command]}, and pymender runs in "
-            "standalone mode only (managed mode is not available)",
-            hint="install updates with 'mender-update install <file or URL>'")
     stop = stop_points(getattr(args, "stop_before", []))
     _setup_log(LOG_LEVELS[args.log_level or "info"], args.log_file, opened)
     datastore = Path(args.datastore) if args.datastore else None
@@ -189,6 +180,8 @@ def _main(argv: Sequence[str], opened: list[TextIO]) -> int:
         config = config._replace(server_certificate=Path(args.trusted_certs))
     if args.skipverify:
         config = config._replace(skip_verify=True)
+    if args.command in SERVER_COMMANDS:
+        return run_managed(args.command, config)
 
     def say(line: str) -> None:
         print(line, flush=True)

@@ -49,9 +49,7 @@ DEFAULT_ARTIFACT_INFO_FILE = Path("/etc/mender/artifact_info")
 # Mender keys that matter only to Mender's daemon or server connection: ignored quietly.
 _MENDER_ONLY_KEYS = frozenset(
     {
-        "ServerURL", "Servers", "TenantToken", "ClientProtocol", "DeviceTier",
-        "UpdatePollIntervalSeconds", "InventoryPollIntervalSeconds", "RetryPollIntervalSeconds",
-        "RetryPollCount", "RetryDownloadCount", "UpdateLogPath", "DaemonLogLevel", "DBus",
+        "ClientProtocol", "DeviceTier", "RetryDownloadCount", "UpdateLogPath", "DaemonLogLevel", "DBus",
         "Connectivity", "BootUtilitiesSetActivePart", "BootUtilitiesGetNextActivePart",
         "Security", "HttpProxy", "HttpsProxy", "NoProxy",
     }
@@ -118,6 +116,23 @@ class DeviceConfig(NamedTuple):
     #: chain) and its private key that ``https://`` sources are fetched with (mutual TLS).
     https_client_certificate: Path | None = None
     https_client_key: Path | None = None
+    # --- managed mode (the daemon; see pymender.device.managed) ---------------------------------
+    #: ``ServerURL`` (or the first of ``Servers``): the Mender server; None: standalone only.
+    server_url: str | None = None
+    #: ``TenantToken``: sent with the auth request (hosted Mender's organization token).
+    tenant_token: str | None = None
+    update_poll_interval_seconds: int = 1800
+    inventory_poll_interval_seconds: int = 28800
+    #: ``RetryPollIntervalSeconds``: the longest wait between retries after a server error.
+    retry_poll_interval_seconds: int = 300
+    #: ``RetryPollCount``: retries after server errors before waiting for the next poll (0: as
+    #: many as the backoff gives, Mender's default).
+    retry_poll_count: int = 0
+    #: ``AllowPlainHTTPServer`` (pymender's): talk to an ``http://`` server (testing only).
+    allow_plain_http_server: bool = False
+    #: ``DeviceKeyType`` (pymender's): the device key generated on first start: ``rsa``
+    #: (3072 bits), ``ecdsa`` (P-256) or ``ed25519``.
+    device_key_type: str = "rsa"
     #: Where the settings came from and which data layout is in use. Not a setting: not
     #: compared. Must stay the last field.
     origin: Origin = Origin()
@@ -186,6 +201,28 @@ def _bootloader(value: Any) -> str:
     return str(value)
 
 
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Bad("a whole number, 0 or more")
+    return value
+
+
+def _key_type(value: Any) -> str:
+    if value not in ("rsa", "ecdsa", "ed25519"):
+        raise _Bad('"rsa", "ecdsa" or "ed25519"')
+    return str(value)
+
+
+def _servers(value: Any) -> str:
+    """``Servers``: a list of ``{"ServerURL": ...}``; Mender's client uses the first."""
+    if not isinstance(value, list) or not value or not all(
+            isinstance(item, dict) and isinstance(item.get("ServerURL"), str) for item in value):
+        raise _Bad('a list of objects with a "ServerURL"')
+    if len(value) > 1:
+        log.warning("Servers: only the first server (%s) is used", value[0]["ServerURL"])
+    return str(value[0]["ServerURL"])
+
+
 def _path_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _Bad("a list of file names")
@@ -215,6 +252,16 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any], bool]] = {
     "ScriptsDir": ("scripts_dir", _string, True),
     "ArtifactInfoFile": ("artifact_info_file", _string, True),
     "SkipIdenticalBlocks": ("skip_identical_blocks", _boolean, False),
+    # managed mode
+    "ServerURL": ("server_url", _string, False),
+    "Servers": ("server_url", _servers, False),
+    "TenantToken": ("tenant_token", _string, False),
+    "UpdatePollIntervalSeconds": ("update_poll_interval_seconds", _positive_int, False),
+    "InventoryPollIntervalSeconds": ("inventory_poll_interval_seconds", _positive_int, False),
+    "RetryPollIntervalSeconds": ("retry_poll_interval_seconds", _positive_int, False),
+    "RetryPollCount": ("retry_poll_count", _non_negative_int, False),
+    "AllowPlainHTTPServer": ("allow_plain_http_server", _boolean, False),
+    "DeviceKeyType": ("device_key_type", _key_type, False),
 }
 #: ``HttpsClient``'s keys -> fields (paths); its ``SSLEngine`` is not supported.
 _HTTPS_CLIENT_KEYS = {"Certificate": "https_client_certificate", "Key": "https_client_key"}

@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pymender import __version__
 from pymender.device.log import get_logger
@@ -55,7 +56,8 @@ class HttpSource(Source):
         self._backoff = backoff
         self._timeout = timeout
         self._failures = 0  # failed attempts in a row since the last byte arrived
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                                   SameSchemeRedirects())
         name = display_url(url)
         try:
             response = self._request(name, offset=0, validator=None)
@@ -210,6 +212,20 @@ class HttpSource(Source):
         if not self.closed:
             self._drop_response()
             super().close()
+
+
+class SameSchemeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same scheme: an https:// download or API call never
+    goes on over plain http:// (nor an http:// one over TLS it was not configured for)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        old = urllib.parse.urlsplit(req.full_url).scheme.lower()
+        new = urllib.parse.urlsplit(newurl).scheme.lower()
+        if new != old:
+            raise SourceError(f"refusing a redirect from {old}:// to {new}://",
+                              hint="the server must not change the scheme of a request")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def tls_context(ca_file: Path | None, insecure: bool,

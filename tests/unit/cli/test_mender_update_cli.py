@@ -165,10 +165,18 @@ def test_an_unknown_stop_state_is_refused_before_anything(device: SimDevice, com
 
 
 @pytest.mark.parametrize("command", sorted(SERVER_COMMANDS))
-def test_server_commands_say_managed_mode_is_not_available(device: SimDevice, command: str) -> None:
+def test_server_commands_without_a_server_say_so(device: SimDevice, command: str) -> None:
     code, out, err = device.mender_update(command)
     assert (code, out) == (1, "")
-    one_error_line(err, f"'{command}' is not available", "managed mode is not available")
+    one_error_line(err, f"'{command}' needs a Mender server", "no server is configured")
+
+
+@pytest.mark.parametrize("command", ["check-update", "send-inventory"])
+def test_signal_commands_without_a_running_daemon_say_so(device: SimDevice, command: str) -> None:
+    device.write_config(device.running, ServerURL="https://mender.example.com")
+    code, out, err = device.mender_update(command)
+    assert (code, out) == (1, "")
+    one_error_line(err, "the pymender daemon is not running")
 
 
 def test_global_options(device: SimDevice, artifact: Path, tmp_path: Path) -> None:

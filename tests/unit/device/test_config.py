@@ -67,8 +67,16 @@ def test_every_key_is_read(scratch: Path) -> None:
         "ArtifactInfoFile": "/etc/artifact_info",
         "SkipIdenticalBlocks": True,
         "HttpsClient": {"Certificate": "client.pem", "Key": "/etc/client.key", "SSLEngine": ""},
+        "ServerURL": "https://mender.example.com",
+        "TenantToken": "tenant-token",
+        "UpdatePollIntervalSeconds": 5,
+        "InventoryPollIntervalSeconds": 6,
+        "RetryPollIntervalSeconds": 7,
+        "RetryPollCount": 8,
+        "AllowPlainHTTPServer": True,
+        "DeviceKeyType": "ed25519",
     }
-    assert set(document) | {"ArtifactVerifyKey"} == set(CONFIG_KEYS)
+    assert set(document) | {"ArtifactVerifyKey", "Servers"} == set(CONFIG_KEYS)
     config = load_config(write(scratch / "pymender.conf", document))
     assert config == DeviceConfig(
         rootfs_part_a="/dev/mmcblk0p2",
@@ -91,8 +99,25 @@ def test_every_key_is_read(scratch: Path) -> None:
         skip_identical_blocks=True,
         https_client_certificate=scratch / "client.pem",
         https_client_key=Path("/etc/client.key"),
+        server_url="https://mender.example.com",
+        tenant_token="tenant-token",
+        update_poll_interval_seconds=5,
+        inventory_poll_interval_seconds=6,
+        retry_poll_interval_seconds=7,
+        retry_poll_count=8,
+        allow_plain_http_server=True,
+        device_key_type="ed25519",
     )
     assert config.source == scratch / "pymender.conf"
+
+
+def test_servers_gives_the_first_server_url(scratch: Path) -> None:
+    document = {"Servers": [{"ServerURL": "https://one.example.com"}, {"ServerURL": "https://two.example.com"}]}
+    assert load_config(write(scratch / "c.conf", document)).server_url == "https://one.example.com"
+    with pytest.raises(ConfigError, match="ServerURL"):
+        load_config(write(scratch / "d.conf", {"Servers": "https://x"}))
+    with pytest.raises(ConfigError, match="DeviceKeyType"):
+        load_config(write(scratch / "e.conf", {"DeviceKeyType": "dsa"}))
 
 
 def test_every_field_has_a_key() -> None:
@@ -147,7 +172,7 @@ def test_unknown_keys_warn_and_mender_only_keys_stay_quiet(
     scratch: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="pymender.device.config")
-    path = write(scratch / "c.conf", {"ServerURL": "https://x", "Frobnicate": 1})
+    path = write(scratch / "c.conf", {"DeviceTier": "standard", "Frobnicate": 1})
     load_config(path)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "'Frobnicate'" in warnings[0]

@@ -1,0 +1,497 @@
+"""The daemon: polls the server, sends the inventory, and runs deployments to the end.
+
+The loop, as Mender's client runs it: on start, finish the deployment in progress (the device
+may have just rebooted into it, or lost power in the middle); send the inventory; then ask for
+a deployment every ``UpdatePollIntervalSeconds`` and send the inventory every
+``InventoryPollIntervalSeconds``. Between them the process sleeps in one ``select`` until the
+next is due or a signal arrives (SIGUSR1: check for an update now; SIGUSR2: send the inventory
+now; SIGTERM/SIGINT: stop): no wakeups between polls. A server that is down, answers 5xx, is
+slow or answers garbage is retried with :class:`~pymender.device.managed.backoff.Backoff`
+(``Retry-After`` honoured), then the regular interval applies.
+
+The root filesystem's ``Idle`` and ``Sync`` state scripts run around each round of inventory
+and polling (``Idle_Leave``, ``Sync_Enter``, the work, ``Sync_Leave``, ``Idle_Enter``); the
+``Download`` and ``Artifact*`` scripts run in the install's walk, as in standalone mode.
+
+A deployment: ``downloading`` is reported and the Artifact installed with
+:class:`~pymender.device.install.Updater` (the standalone state table: the walk stops recorded
+before ``ArtifactInstall_Enter``); ``installing`` is reported and the walk resumed up to the
+bootloader switch; ``rebooting`` is reported and the device rebooted. After the boot the daemon
+commits by itself when the new system runs, or finds that the bootloader went back. The outcome
+(``success``, ``failure``; ``already-installed`` when the Artifact is installed already, as
+Mender 3's client reports it) goes to the server, with the deployment's log on failure. Every
+step is recorded first (:mod:`~pymender.device.managed.record`), so a reboot or power cut at
+any point resumes where it stopped; a download cut off is started again, at most
+:data:`MAX_ATTEMPTS` times.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymender.device.config import DeviceConfig, read_device_type
+from pymender.device.flow import UpdateState
+from pymender.device.install import Updater
+from pymender.device.layout import MenderPaths
+from pymender.device.log import get_logger
+from pymender.device.managed import deployments as dep
+from pymender.device.managed.api import ServerApi
+from pymender.device.managed.auth import Authenticator
+from pymender.device.managed.backoff import Backoff
+from pymender.device.managed.devicekey import DeviceKey, KeyProcess
+from pymender.device.managed.identity import device_identity
+from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
+from pymender.device.managed.record import Record, Records
+from pymender.device.scripts import ScriptRunner
+from pymender.errors import ManagedModeError, PymenderError, ServerError, StateError
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+#: Downloads of one deployment started (power cuts, crashes) before it is given up as failed.
+MAX_ATTEMPTS = 3
+#: Reboots asked for one deployment before it is rolled back as failed.
+MAX_REBOOTS = 3
+#: How long to wait for the reboot asked for, before checking again.
+REBOOT_GRACE = 300.0
+PID_FILE = "daemon.pid"
+
+
+class Aborted(Exception):
+    """The server aborted the deployment (it answered 409 to a status)."""
+
+
+def _reboot() -> None:
+    subprocess.run(["reboot"], check=False)
+
+
+class Daemon:
+    def __init__(self, config: DeviceConfig, *, mender: MenderPaths | None = None, updater: Updater | None = None,
+                 reboot: Callable[[], None] = _reboot, clock: Callable[[], float] = time.monotonic,
+                 source_options: dict[str, Any] | None = None, key: DeviceKey | None = None) -> None:
+        if not config.server_url:
+            raise ManagedModeError("no server configured: the daemon needs ServerURL (or Servers)",
+                             hint="set ServerURL in mender.conf, or use the standalone commands")
+        self.config = config
+        mender = mender or MenderPaths.from_environ()
+        self.identity_script = mender.data_dir / "identity" / "mender-device-identity"
+        self.inventory_dir = mender.data_dir / "inventory"
+        client_cert = None
+        if config.https_client_certificate is not None and config.https_client_key is not None:
+            client_cert = (config.https_client_certificate, config.https_client_key)
+        self.api = ServerApi(config.server_url, ca_file=config.server_certificate, insecure=config.skip_verify,
+                             allow_http=config.allow_plain_http_server, client_certificate=client_cert)
+        self.updater = updater or Updater(config, report=self._line, source_options=source_options)
+        self.updater._report = self._line
+        self.auth: Authenticator | None = None
+        self.deployments = dep.DeploymentsClient(self.api)
+        self.records = Records(config.data_dir)
+        self.record: Record | None = None
+        self.reboot = reboot
+        self.clock = clock
+        #: The device key in this process (tests); by default a helper process signs.
+        self.key = key
+        self.poll_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
+        self.inventory_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
+        self.report_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
+        now = clock()
+        self.poll_due = now
+        self.inventory_due = now
+        self.report_due = now
+        self.inventory_digest: str | None = None
+        self.inventory_sent = False
+        self.stopping = False
+        self._wake_r: socket.socket | None = None
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT."""
+        self._signals()
+        pid_file = self.config.data_dir / PID_FILE
+        pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
+        log.info("pymender daemon started: server %s", self.api.server_url)
+        try:
+            self.start()
+            while not self.stopping:
+                timeout = self.tick()
+                if not self.stopping:
+                    self._wait(timeout)
+        finally:
+            pid_file.unlink(missing_ok=True)
+            log.info("pymender daemon stopped")
+
+    def start(self) -> None:
+        """Before the first poll: the key, and the deployment in progress finished."""
+        key = self.key or KeyProcess(self.config.data_dir, self.config.device_key_type)
+        self.auth = Authenticator(self.api, key, lambda: device_identity(self.identity_script),
+                                  self.config.tenant_token)
+        self.record = self.records.load()
+        if self.record is not None:
+            self._resume(self.record)
+        self._scripts("Idle", "Enter")
+
+    def _scripts(self, state: str, action: str) -> None:
+        """The root filesystem's ``Idle`` and ``Sync`` state scripts (their failures are only
+        logged, as Mender's are; "retry later", exit 21, is retried by the runner)."""
+        config = self.config
+        runner = ScriptRunner(rootfs_dir=config.scripts_dir, artifact_dir=config.artifact_scripts_dir,
+                              timeout=config.state_script_timeout_seconds,
+                              retry_interval=config.state_script_retry_interval_seconds,
+                              retry_timeout=config.state_script_retry_timeout_seconds)
+        try:
+            runner.run(state, action)
+        except PymenderError as err:  # pragma: no cover - Idle and Sync failures are ignored
+            log.warning("%s_%s: %s", state, action, err.one_line())
+
+    def tick(self) -> float:
+        """Do what is due; the seconds until something is due next."""
+        if self.record is not None and self.record.phase == "reporting" and self.clock() >= self.report_due:
+            self._report_outcome(self.record)
+        now = self.clock()
+        if self.record is None and (now >= self.inventory_due or now >= self.poll_due):
+            self._scripts("Idle", "Leave")
+            self._scripts("Sync", "Enter")
+            if self.clock() >= self.inventory_due:
+                self.send_inventory()
+            if self.clock() >= self.poll_due:
+                self.poll()  # a deployment found runs to its reboot or its end in here
+            self._scripts("Sync", "Leave")
+            self._scripts("Idle", "Enter")
+        due = min(self.poll_due, self.inventory_due)
+        if self.record is not None:
+            due = self.report_due
+        return max(0.0, due - self.clock())
+
+    def _signals(self) -> None:
+        self._wake_r, wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno())
+        self._wake_w = wake_w
+
+        def check_update(signum: int, frame: Any) -> None:
+            log.info("SIGUSR1 received: checking for an update")
+            self.poll_due = self.clock()
+
+        def inventory(signum: int, frame: Any) -> None:
+            log.info("SIGUSR2 received: sending the inventory")
+            self.inventory_due = self.clock()
+            self.inventory_digest = None
+
+        def stop(signum: int, frame: Any) -> None:
+            log.info("termination signal received: stopping")
+            self.stopping = True
+
+        signal.signal(signal.SIGUSR1, check_update)
+        signal.signal(signal.SIGUSR2, inventory)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def _wait(self, timeout: float) -> None:
+        if self._wake_r is None:
+            time.sleep(timeout)
+            return
+        try:
+            select.select([self._wake_r], [], [], timeout)
+        except InterruptedError:
+            pass
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    # --- talking to the server ---------------------------------------------------------------------
+
+    def _call(self, what: Callable[[str], T]) -> T:
+        """``what(token)``, authenticating first; a 401 drops the token and tries once more."""
+        assert self.auth is not None
+        try:
+            return what(self.auth.token())
+        except ServerError as err:
+            if err.status != 401 or not self.auth.authorized:
+                raise
+            log.info("the server no longer accepts the token; authenticating again")
+            self.auth.forget()
+            return what(self.auth.token())
+
+    def _retry(self, backoff: Backoff, err: PymenderError, regular: float, what: str) -> float:
+        interval = getattr(err, "retry_after", None) or backoff.next_interval()
+        if interval is None:
+            backoff.reset()
+            interval = regular
+            log.error("%s failed: %s; trying again at the next regular time, in %d s", what, err.one_line(),
+                      interval)
+        else:
+            log.error("%s failed: %s; retrying in %d s", what, err.one_line(), interval)
+        return self.clock() + interval
+
+    def _device(self) -> tuple[dict[str, str], str]:
+        return self.updater.show_provides(), read_device_type(self.config.device_type_file)
+
+    def send_inventory(self) -> None:
+        regular = self.config.inventory_poll_interval_seconds
+        try:
+            provides, device_type = self._device()
+            items = payload(attributes(self.inventory_dir, provides, device_type))
+            new = digest(items)
+            if new == self.inventory_digest:
+                log.info("inventory unchanged, not sent")
+            else:
+                def put(token: str) -> None:
+                    answer = self.api.request("PUT", INVENTORY_PATH, body=items, token=token)
+                    if answer.status != 200:
+                        raise self.api.error("sending the inventory", answer)
+                self._call(put)
+                self.inventory_digest = new
+                self.inventory_sent = True
+                log.info("inventory sent (%d attributes)", len(items))
+        except PymenderError as err:
+            self.inventory_due = self._retry(self.inventory_backoff, err, regular, "sending the inventory")
+            return
+        self.inventory_backoff.reset()
+        self.inventory_due = self.clock() + regular
+
+    def poll(self) -> None:
+        regular = self.config.update_poll_interval_seconds
+        try:
+            provides, device_type = self._device()
+            found = self._call(lambda token: self.deployments.next(token, provides, device_type))
+        except PymenderError as err:
+            self.poll_due = self._retry(self.poll_backoff, err, regular, "checking for an update")
+            return
+        self.poll_backoff.reset()
+        self.poll_due = self.clock() + regular
+        if found is None:
+            log.info("no update available")
+            if not self.inventory_sent:
+                self.inventory_due = self.clock()
+            return
+        self.deploy(found, provides)
+
+    # --- a deployment --------------------------------------------------------------------------------
+
+    def _line(self, message: str) -> None:
+        self._note("info", message)
+
+    def _note(self, level: str, message: str) -> None:
+        getattr(log, "error" if level == "error" else "info")("%s", message)
+        if self.record is not None:
+            self.record = self.record.logged(level, message)
+
+    def _save(self, **changes: Any) -> Record:
+        assert self.record is not None
+        self.record = self.records.save(self.record._replace(**changes))
+        return self.record
+
+    def _status(self, status: str) -> None:
+        """An intermediate status: failures other than an abort are logged, not fatal."""
+        assert self.record is not None
+        record = self.record
+        try:
+            self._call(lambda token: self.deployments.status(token, record.id, status))
+        except ServerError as err:
+            if err.status == 409:
+                raise Aborted() from err
+            log.warning("reporting %s failed: %s", status, err.one_line())
+        except PymenderError as err:
+            log.warning("reporting %s failed: %s", status, err.one_line())
+
+    def deploy(self, found: dep.Deployment, provides: dict[str, str]) -> None:
+        log.info("deployment %s: %s", found.id, found.artifact_name)
+        self.record = Record(found.id, found.artifact_name, found.uri)
+        if provides.get("artifact_name") == found.artifact_name:
+            self._note("info", f"{found.artifact_name} is already installed")
+            self._finish(dep.ALREADY_INSTALLED)
+            return
+        self._note("info", f"Deployment with ID {found.id} started: {found.artifact_name}")
+        self._save()
+        try:
+            self._status(dep.DOWNLOADING)
+            self._install()
+        except Aborted:
+            self._abort()
+
+    def _install(self) -> None:
+        assert self.record is not None
+        record = self._save(phase="downloading", attempts=self.record.attempts + 1)
+        try:
+            result = self.updater.install(record.uri, stop_before={UpdateState.BEFORE_ARTIFACT_INSTALL_ENTER})
+            if result.committed:
+                self._finish(dep.SUCCESS)
+                return
+            self._save()
+            self._status(dep.INSTALLING)
+            self.updater.resume()
+        except PymenderError as err:
+            self._note("error", err.one_line())
+            self._finish(dep.FAILURE)
+            return
+        self._reboot()
+
+    def _reboot(self) -> None:
+        assert self.record is not None
+        self._save(phase="rebooting", reboots=self.record.reboots + 1)
+        self._status(dep.REBOOTING)
+        self._note("info", "rebooting into the new system")
+        self._save()
+        self.reboot()
+        # The reboot normally ends this process; if it does not come, look again later.
+        self.report_due = self.clock() + REBOOT_GRACE
+        self._wait(REBOOT_GRACE if not self.stopping else 0)
+        if not self.stopping and self.record is not None:
+            self._resume(self.record)
+
+    def _resume(self, record: Record) -> None:
+        """Go on with the deployment recorded before the daemon stopped (reboot, power cut, crash)."""
+        log.info("resuming deployment %s (%s) after %s", record.id, record.artifact_name, record.phase)
+        try:
+            if record.phase == "reporting":
+                self._report_outcome(record)
+            elif record.phase == "downloading":
+                self._resume_download()
+            else:
+                self._verify_reboot()
+        except Aborted:
+            self._abort()
+
+    def _resume_download(self) -> None:
+        assert self.record is not None
+        pending = self.updater.store.pending()
+        if pending is None:
+            if self.record.attempts >= MAX_ATTEMPTS:
+                self._note("error", f"the download was interrupted {self.record.attempts} times; giving up")
+                self._finish(dep.FAILURE)
+                return
+            self._note("info", "the download was interrupted; starting it again")
+            self._install()
+            return
+        if pending.state == UpdateState.BEFORE_ARTIFACT_INSTALL_ENTER.value:
+            try:
+                self._status(dep.INSTALLING)
+                self.updater.resume()
+            except PymenderError as err:
+                self._note("error", err.one_line())
+                self._finish(dep.FAILURE)
+                return
+            self._reboot()
+            return
+        self._note("error", f"the installation was interrupted in {pending.state}; rolling back")
+        self._fail_rolled_back()
+
+    def _verify_reboot(self) -> None:
+        assert self.record is not None
+        pending = self.updater.store.pending()
+        if pending is None:
+            current = self.updater.show_artifact()
+            self._finish(dep.SUCCESS if current == self.record.artifact_name else dep.FAILURE)
+            return
+        try:
+            self.updater.commit()
+        except StateError as err:
+            still = self.updater.store.pending()
+            if still is not None and still.state == UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER.value:
+                if self.record.reboots < MAX_REBOOTS:
+                    self._note("info", f"{err.one_line()}; rebooting again")
+                    self._reboot()
+                    return
+                self._note("error", "the device did not reboot into the new system; rolling back")
+                self._fail_rolled_back()
+                return
+            else:
+                self._note("error", err.one_line())
+            self._finish(dep.FAILURE)
+            return
+        except PymenderError as err:
+            self._note("error", err.one_line())
+            self._finish(dep.FAILURE)
+            return
+        self._finish(dep.SUCCESS)
+
+    def _roll_back(self) -> bool:
+        """Roll the pending update back; whether a reboot is needed to run the old system."""
+        try:
+            if self.updater.store.pending() is not None:
+                return self.updater.rollback().reboot_required
+        except PymenderError as err:
+            self._note("error", f"rolling back failed: {err.one_line()}")
+        return False
+
+    def _fail_rolled_back(self) -> None:
+        """Roll back, reboot into the old system when the device runs the new one, and report
+        the failure (after that reboot, as Mender does)."""
+        if not self._roll_back():
+            self._finish(dep.FAILURE)
+            return
+        self._note("error", "deployment finished: failure; rebooting into the previous system")
+        self._save(phase="reporting", outcome=dep.FAILURE)
+        self.reboot()
+        self.report_due = self.clock() + REBOOT_GRACE
+
+    def _abort(self) -> None:
+        assert self.record is not None
+        log.warning("deployment %s was aborted on the server", self.record.id)
+        self.records.clear()
+        self.record = None
+        if self._roll_back():
+            self.reboot()
+
+    def _finish(self, outcome: str) -> None:
+        self._note("info" if outcome != dep.FAILURE else "error", f"deployment finished: {outcome}")
+        self.report_backoff.reset()
+        self._report_outcome(self._save(phase="reporting", outcome=outcome))
+
+    def _report_outcome(self, record: Record) -> None:
+        try:
+            self._call(lambda token: self.deployments.status(token, record.id, record.outcome))
+            if record.outcome == dep.FAILURE:
+                self._call(lambda token: self.deployments.log(token, record.id, list(record.log)))
+        except PymenderError as err:
+            if isinstance(err, ServerError) and err.status == 409:
+                log.warning("deployment %s was aborted on the server", record.id)
+            else:
+                interval = getattr(err, "retry_after", None) or self.report_backoff.next_interval()
+                if interval is not None:
+                    log.error("reporting %s failed: %s; retrying in %d s", record.outcome, err.one_line(), interval)
+                    self.report_due = self.clock() + interval
+                    return
+                log.error("reporting %s failed: %s; giving up", record.outcome, err.one_line())
+        else:
+            log.info("deployment %s reported: %s", record.id, record.outcome)
+        self.records.clear()
+        self.record = None
+        self.inventory_due = self.clock()  # the installed Artifact may have changed
+
+
+def daemon_pid(data_dir: Path) -> int | None:
+    """The pid of the daemon running on ``data_dir``, or None."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text(encoding="ascii").strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"daemon" in cmdline else None
+
+
+def signal_daemon(data_dir: Path, signum: int) -> int:
+    """Send ``signum`` to the running daemon; its pid. Refused when no daemon runs."""
+    pid = daemon_pid(data_dir)
+    if pid is None:
+        raise StateError("the pymender daemon is not running", hint="start it with 'pymender daemon' (or its unit)")
+    try:
+        os.kill(pid, signum)
+    except OSError as err:
+        raise StateError(f"cannot signal the pymender daemon (pid {pid}): {err.strerror}") from err
+    return pid
+
+
+__all__ = ["MAX_ATTEMPTS", "MAX_REBOOTS", "Daemon", "daemon_pid", "signal_daemon"]
