@@ -182,6 +182,15 @@ def trace(device: SimDevice, *args: str) -> tuple[Trace, tuple[int, str, str]]:
     return Trace(snapshot, dict(recorder.initial_inodes), list(recorder.ops)), result
 
 
+def crash_states_of(root: Path, action: Callable[[], object], **options: int) -> list[CrashState]:
+    """The distinct crash states ``action`` can leave on the files under ``root``."""
+    recorder = Recorder(root)
+    snapshot = recorder.snapshot()
+    with recorder.recording():
+        action()
+    return list(crash_states(Trace(snapshot, dict(recorder.initial_inodes), list(recorder.ops)), **options))
+
+
 class Scenario(NamedTuple):
     """One operation to explore: how to prepare the device, the command, what counts as a
     complete system on each partition, and the Artifact the way forward installs."""
@@ -263,4 +272,4 @@ PART_SIZE = 256 << 10
 
 
 __all__ = ["PART_SIZE", "Found", "Problem", "Release", "Report", "Scenario", "bootloader", "check_consistent",
-           "check_state", "explore", "power_on", "trace", "way_forward"]
+           "check_state", "crash_states_of", "explore", "power_on", "trace", "way_forward"]
