@@ -326,3 +326,19 @@ def test_every_crash_state_of_the_commit_write_boots_as_the_model_says(
         where = tmp_path / f"state-{index}"
         where.mkdir()
         _boot_matches_the_model(where, script, boot, {name: state.disk.files[name] for name in ENV_FILES})
+
+
+def test_a_copy_in_a_longer_file_counts_by_its_first_bytes(tmp_path: Path, script: bytes, boot: Boot) -> None:
+    """A file longer than the environment counts by its first ENV_SIZE bytes, as libubootenv
+    reads it: U-Boot, pymender and fw_printenv take the same copy as current (the script used to
+    call such a copy damaged and boot the other one: a finding of the ubootenv fuzz target)."""
+    files = {ENV_FILES[0]: env_copy(FACTORY, 4), ENV_FILES[1]: env_copy(TRIAL, 5) + b"\x00\xff"}
+    predicted = uboot_boot(files, ENV_SIZE, names=ENV_FILES)
+    assert (predicted.source, predicted.partition, predicted.trial) == (2, str(PART_B), True)
+    disk = make_disk(tmp_path, script, files[ENV_FILES[0]], files[ENV_FILES[1]])
+    assert_agree(disk, tmp_path / "before", TRIAL)
+    console = boot(disk)
+    assert "damaged" not in console
+    assert TRYING.format(PART_B) in console
+    assert {name: disk.read(name) for name in ENV_FILES} == {**files, **predicted.writes}
+    assert_agree(disk, tmp_path / "after", {**TRIAL, "bootcount": "1"})

@@ -10,12 +10,13 @@ backends (which these models check).
   next ``=`` even across lines; a value to the next unescaped newline; a broken entry ends the
   parse). Copy 1 first, else copy 2; the other copy is repaired (``save_env`` into it, as the
   script does), then the trial logic; writes go to the other copy, then the trusted one.
-- U-Boot (``.../pymender-ubootenv/files/pymender-boot.cmd``): a copy counts when its file is
-  exactly the environment size, its CRC-32 matches, ``env import`` accepts it (U-Boot's
-  ``himport_r``: leading blanks skipped, ``#`` lines skipped, ``name`` or ``name=`` deletes, an
-  empty name fails the import, backslash escapes) and its values are valid; of two, the larger
-  flags byte wins, 0 beats 255, equal flags pick copy 1. The trial or rollback writes the other
-  copy with flags + 1.
+- U-Boot (``.../pymender-ubootenv/files/pymender-boot.cmd``): a copy counts when its file holds
+  at least the environment size (its first that many bytes are loaded, as libubootenv reads
+  them), its CRC-32 matches, ``env import`` accepts it (U-Boot's ``himport_r``: leading blanks
+  skipped, ``#`` lines skipped, ``name`` or ``name=`` deletes, an empty name fails the import,
+  backslash escapes) and its values are valid; of two, the larger flags byte wins, 0 beats 255,
+  equal flags pick copy 1. The trial or rollback writes the other copy with flags + 1 (a file of
+  exactly the environment size).
 
 :func:`grub_boot` and :func:`uboot_boot` return what the boot chose and the files it wrote; the
 callers apply those writes to their own picture of the disk.
@@ -270,8 +271,9 @@ class UBootCopy(NamedTuple):
 
 def uboot_copy(blob: bytes | None, size: int, parts: tuple[str, str]) -> UBootCopy:
     """One copy as the script judges it (the four variables only)."""
-    if blob is None or len(blob) != size:
+    if blob is None or len(blob) < size:
         return UBootCopy(False, 0, {})
+    blob = blob[:size]
     (crc,) = _CRC.unpack_from(blob)
     if zlib.crc32(blob[5:]) != crc:
         return UBootCopy(False, blob[4], {})
@@ -337,7 +339,7 @@ def uboot_boot(files: Mapping[str, bytes | None], size: int, parts: tuple[str, s
         env["mender_boot_part_hex"] = format(int(part), "x")
         blob = files.get(names[source - 1])
         assert blob is not None
-        everything = uboot_import(blob[5:]) or {}
+        everything = uboot_import(blob[5:size]) or {}
         everything.update(env)
         written = uboot_export(everything, (chosen.flags + 1) & 0xFF, size)
         if written is None:

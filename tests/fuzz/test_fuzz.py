@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fault import bootloaders
 from fuzz import run
 from fuzz.seeds import write_corpus
 from fuzz.targets import TARGETS, Finding, replay
@@ -63,6 +64,21 @@ def test_the_grub_target_finds_a_write_grub_would_not_boot(workdir: Path, monkey
     monkeypatch.setattr(grub.GrubEnv, "_rest_lock", staticmethod(lambda current: (current.lock, current.checksum)))
     with pytest.raises(Finding, match="GRUB would not try partition 3"):
         replay("grubenv", workdir / "grubenv" / "scratch", sorted((REGRESSIONS / "grubenv").glob("*")))
+
+
+def test_the_uboot_target_finds_a_copy_the_script_and_pymender_judge_apart(workdir: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finding of the ubootenv target, with the fix undone: U-Boot's script called a copy in a
+    file longer than the environment damaged, where pymender (as libubootenv) reads its first
+    bytes; pymender's write made that copy current, and the script booted the other one."""
+    judge = bootloaders.uboot_copy
+
+    def exact_size_only(blob: bytes | None, size: int, parts: tuple[str, str]) -> bootloaders.UBootCopy:
+        return judge(blob if blob is None or len(blob) == size else b"", size, parts)
+
+    monkeypatch.setattr(bootloaders, "uboot_copy", exact_size_only)
+    with pytest.raises(Finding, match="U-Boot would not try partition 3"):
+        replay("ubootenv", workdir / "ubootenv" / "scratch", sorted((REGRESSIONS / "ubootenv").glob("*")))
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
