@@ -406,6 +406,9 @@ def layer_conf(target: Target, total_mb: int, keys: Path) -> str:
         "PYMENDER_ARTIFACT_SIGNING_KEY": str(keys / "artifact-signing.key"),
         "PYMENDER_ARTIFACT_VERIFY_KEY": str(keys / "artifact-signing.pem"),
         "PYMENDER_IMAGE_BMAP": "0",
+        # mender-update is installed (install_python_package installs every command): the
+        # end-to-end tests drive a device in Mender's layout with it.
+        "PYMENDER_MENDER_UPDATE": "1",
     }
     lines = ['INHERIT += "pymender-full"'] + [f'{name} = "{value}"' for name, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -536,8 +539,8 @@ def total_size_mb(rootfs_mb: int) -> int:
 
 def assemble(target: Target, layer: LayerRun, rootfs: Path, out: Path) -> tuple[Path, Path]:
     """The disk image (release-1) and the update Artifact (release-2), by the layer's image
-    functions: the rootfs post-processing, the size check, the boot files, pymender_part_image
-    and pymender_artifact_image."""
+    functions: the rootfs post-processing, the size check, the boot files, the bootstrap
+    Artifact (pymender_bootstrap_image), pymender_part_image and pymender_artifact_image."""
     image = layer.recipe("image")
     image.setVar("IMAGE_ROOTFS", str(rootfs))
     image.setVar("BB_CURRENTTASK", "image_sdimg")
@@ -548,13 +551,17 @@ def assemble(target: Target, layer: LayerRun, rootfs: Path, out: Path) -> tuple[
     ext4 = imgdeploy / f"{image.getVar('IMAGE_NAME')}.{image.getVar('PYMENDER_ROOTFS_FSTYPE')}"
     size_kib = int(layer_function("get_rootfs_size")(image))
 
+    # The disk image is the factory release's build (one configuration makes both releases
+    # here): its data partition's bootstrap Artifact names release-1 and its rootfs image.
+    image.setVar("PYMENDER_ARTIFACT_NAME", FACTORY_RELEASE)
     set_release(rootfs, FACTORY_RELEASE)
     make_ext4(rootfs, ext4, size_kib)
     layer.run(image, "pymender_check_rootfs_size", "pymender_stage_boot_files")
-    layer.run(image, "do_image_sdimg", env=env)
+    layer.run(image, "do_image_bootstrap_artifact", "do_image_sdimg", env=env)
     disk = out / "pymender-test.sdimg"
     shutil.move(imgdeploy / f"{image.getVar('IMAGE_NAME')}.sdimg", disk)
 
+    image.setVar("PYMENDER_ARTIFACT_NAME", UPDATE_RELEASE)
     set_release(rootfs, UPDATE_RELEASE)
     make_ext4(rootfs, ext4, size_kib)
     layer.run(image, "pymender_check_rootfs_size", "do_image_mender", env=env)

@@ -5,6 +5,14 @@ U-Boot environment files with an ``fw_env.config``) for the bootloader's storage
 :meth:`SimDevice.boot` plays the bootloader: the boot logic of DESIGN.md section 3.3, then it
 pins ``RootDevice`` in the configuration to the partition it "booted", as a real boot would change
 what ``/`` is mounted from.
+
+With ``mender_host`` (the directory the tests' ``no_host_configuration`` fixture points Mender's
+variables at), the device is laid out as meta-mender lays out a Mender device: the data store is
+Mender's (``var-lib-mender``: ``device_type``, later ``mender-store``, ``bootstrap.mender``),
+``RootfsPartA``/``RootfsPartB`` are in Mender's fallback configuration file
+(``var-lib-mender/mender.conf``), the rest in Mender's own (``etc-mender/mender.conf``, with the
+keys only a host needs: ``RootDevice``, the bootloader's place), and pymender has no file of its
+own.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from artifact_factory import make_image, write_rootfs
 from pymender.cli.common import run_cli
 from pymender.device.bootenv import BOOT_PART, BOOT_PART_HEX, BOOTCOUNT, UPGRADE_AVAILABLE, GrubEnv, UBootEnv
 from pymender.device.bootenv.base import BootEnv
-from pymender.device.config import load_config
+from pymender.device.config import DeviceConfig, load_config
 from pymender.device.install import Updater
 from pymender.device.store import StateStore
 
@@ -35,10 +43,16 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: Keys that a device in Mender's layout does not have (they would name pymender's own layout).
+_OWN_LAYOUT_KEYS = ("DataDir", "ScriptsDir")
+
+
 @dataclass
 class SimDevice:
     root: Path
     bootloader: str = "grub"
+    #: Mender's directories (see the module docstring); None: pymender's own layout.
+    mender_host: Path | None = None
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -52,14 +66,26 @@ class SimDevice:
 
     @property
     def config_path(self) -> Path:
+        if self.mender_host is not None:
+            return self.mender_host / "etc-mender" / "mender.conf"
         return self.root / "pymender.conf"
 
     @property
+    def fallback_config_path(self) -> Path:
+        """Mender's fallback configuration file (Mender's layout only)."""
+        assert self.mender_host is not None
+        return self.data_dir / "mender.conf"
+
+    @property
     def data_dir(self) -> Path:
+        if self.mender_host is not None:
+            return self.mender_host / "var-lib-mender"
         return self.root / "data"
 
     @property
     def scripts_dir(self) -> Path:
+        if self.mender_host is not None:
+            return self.mender_host / "etc-mender" / "scripts"
         return self.root / "scripts"
 
     @property
@@ -72,16 +98,19 @@ class SimDevice:
 
     @classmethod
     def create(cls, root: Path, *, bootloader: str = "grub", part_size: int = PART_SIZE,
-               device_type: str = DEVICE_TYPE, artifact_name: str = "release-1", **config: Any) -> SimDevice:
+               device_type: str = DEVICE_TYPE, artifact_name: str = "release-1", mender_host: Path | None = None,
+               **config: Any) -> SimDevice:
         root.mkdir(parents=True, exist_ok=True)
-        device = cls(root, bootloader)
+        device = cls(root, bootloader, mender_host)
+        if mender_host is not None:
+            device.config_path.parent.mkdir(parents=True, exist_ok=True)
         old = make_image(root / "factory.img", size=part_size // 3, seed=0).read_bytes()
         device.part_a.write_bytes(old + bytes(part_size - len(old)))
         device.part_b.write_bytes(b"\xff" * part_size)
         device.data_dir.mkdir()
         (device.data_dir / "device_type").write_text(f"device_type={device_type}\n")
         (root / "artifact_info").write_text(f"artifact_name={artifact_name}\n")
-        device.scripts_dir.mkdir()
+        device.scripts_dir.mkdir(parents=True)
         if bootloader == "grub":
             device.grub_dir.mkdir()
         else:
@@ -113,12 +142,23 @@ class SimDevice:
             if key in old:
                 document[key] = old[key]
         document.update(extra)
+        if self.mender_host is not None:
+            for key in _OWN_LAYOUT_KEYS:
+                document.pop(key, None)
+            for key, path in (("GrubEnvDir", self.grub_dir), ("UBootEnvConfig", self.fw_env_config),
+                              ("ArtifactInfoFile", self.root / "artifact_info")):
+                if key in document:  # not relative to Mender's configuration directory
+                    document[key] = str(path)
+            fallback = {key: document.pop(key) for key in ("RootfsPartA", "RootfsPartB")}
+            self.fallback_config_path.write_text(json.dumps(fallback, indent=4, sort_keys=True))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(document, indent=1))
         tmp.replace(self.config_path)
 
     def config_document(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.config_path.read_text())
+        if self.mender_host is not None:
+            result.update(json.loads(self.fallback_config_path.read_text()))
         return result
 
     def env(self) -> BootEnv:
@@ -134,11 +174,16 @@ class SimDevice:
         return Path(self.config_document()["RootDevice"])
 
     def store(self) -> StateStore:
-        return StateStore(self.data_dir, artifact_info=self.root / "artifact_info")
+        return StateStore(self.data_dir, artifact_info=self.root / "artifact_info",
+                          mender_store=self.data_dir / "mender-store")
+
+    def load_config(self) -> DeviceConfig:
+        """The device's configuration, read as the command reads it."""
+        return load_config(None) if self.mender_host is not None else load_config(self.config_path)
 
     def updater(self, **options: Any) -> Updater:
         options.setdefault("source_options", FAST_SOURCE)
-        return Updater(load_config(self.config_path), **options)
+        return Updater(self.load_config(), **options)
 
     # --- the bootloader ------------------------------------------------------------------------
 
@@ -177,12 +222,23 @@ class SimDevice:
         }
 
     def cli(self, *args: str) -> tuple[int, str, str]:
-        """Run ``pymender -c <config> ARGS`` in this process; (exit code, stdout, stderr)."""
+        """Run ``pymender -c <config> ARGS`` in this process (without ``-c`` in Mender's
+        layout); (exit code, stdout, stderr)."""
         from pymender.cli.device import main
+
+        own = ["-c", str(self.config_path)] if self.mender_host is None else []
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_cli("pymender", main, [*own, *args])
+        return code, out.getvalue(), err.getvalue()
+
+    def mender_update(self, *args: str) -> tuple[int, str, str]:
+        """Run ``mender-update ARGS`` in this process; (exit code, stdout, stderr)."""
+        from pymender.cli.mender_update import main
 
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_cli("pymender", main, ["-c", str(self.config_path), *args])
+            code = run_cli("mender-update", main, list(args))
         return code, out.getvalue(), err.getvalue()
 
 

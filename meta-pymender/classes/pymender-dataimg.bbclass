@@ -3,12 +3,14 @@
 # Added to IMAGE_CLASSES by pymender-full; add "dataimg" to PYMENDER_IMAGE_TYPES to build it.
 # ${IMAGE_NAME}.dataimg is the ext4 filesystem of the data partition (`pymender-image filesystem
 # --partition data`, the sizes and ids the disk images use): what packages installed below
-# /data, PYMENDER_DATA_PART_SIZE_MB rounded up to the alignment. The disk images built with it
+# /data and the bootstrap Artifact (PYMENDER_BOOTSTRAP_ARTIFACT), PYMENDER_DATA_PART_SIZE_MB
+# rounded up to the alignment. The disk images built with it
 # take it as their partition 4, byte for byte. Use it to provision or reset a device's data
 # partition without the rest of the disk.
 
-inherit pymender-setup
+inherit pymender-setup pymender-bootstrap-artifact
 
+IMAGE_TYPEDEP:dataimg = "${PYMENDER_BOOTSTRAP_IMAGE_TYPE}"
 do_image_dataimg[depends] += "pymender-native:do_populate_sysroot e2fsprogs-native:do_populate_sysroot"
 # The same filesystem the disk images hold: the options that decide its size and ids.
 PYMENDER_DATAIMG_ARGS = "${@pymender_dataimg_args(d)}"
@@ -22,8 +24,8 @@ def pymender_dataimg_args(d):
     return " ".join(shlex.quote(arg) for arg in args)
 
 pymender_data_image() {
-    install -d "${PYMENDER_DATA_CONTENT}"
-    pymender-image filesystem --partition data --dir "${PYMENDER_DATA_CONTENT}" ${PYMENDER_DATAIMG_ARGS} \
+    pymender_stage_data
+    pymender-image filesystem --partition data --dir "${PYMENDER_DATA_STAGING}" ${PYMENDER_DATAIMG_ARGS} \
         -o "${IMGDEPLOYDIR}/${IMAGE_NAME}.dataimg"
 }
 

@@ -18,7 +18,9 @@
 #       - the image types "mender" (the update Artifact) and ${PYMENDER_IMAGE_TYPES} (the disk
 #         image: sdimg, uefiimg; dataimg), made from the ${PYMENDER_ROOTFS_FSTYPE} rootfs, which
 #         is sized to fill a rootfs partition exactly (IMAGE_ROOTFS_SIZE is the partition minus
-#         IMAGE_ROOTFS_EXTRA_SPACE);
+#         IMAGE_ROOTFS_EXTRA_SPACE); with PYMENDER_BOOTSTRAP_ARTIFACT = "1", a bootstrap
+#         Artifact on the data partition (image type "bootstrap-artifact");
+#       - with PYMENDER_MENDER_UPDATE = "1", the mender-update command (pymender-mender-update);
 #       - /data and the boot partition's mount point kept empty in the rootfs: what packages
 #         install below /data goes to the data partition (and the dataimg), what they install
 #         below the boot partition's mount point goes to the boot partition;
@@ -42,6 +44,7 @@
 #   - systemd must be the init manager (INIT_MANAGER = "systemd");
 #   - PYMENDER_BOOTLOADER must be "grub" or "uboot";
 #   - PYMENDER_IMAGE_TYPES and PYMENDER_ROOTFS_FSTYPE must name known types;
+#   - PYMENDER_BOOTSTRAP_ARTIFACT and PYMENDER_MENDER_UPDATE must be "1" or "0";
 #   - every PYMENDER_* variable set must be one the layer knows (a warning names it: typo?).
 #
 # All variables and their defaults: pymender-setup.bbclass and the layer's README.md.
@@ -50,7 +53,7 @@ inherit pymender-setup
 
 DISTROOVERRIDES .= ":pymender-full"
 
-IMAGE_CLASSES += "pymender-part-images pymender-artifactimg pymender-dataimg"
+IMAGE_CLASSES += "pymender-part-images pymender-artifactimg pymender-dataimg pymender-bootstrap-artifact"
 
 # GRUB starts the kernel through its EFI stub; linux-yocto builds it for "efi" machines.
 MACHINE_FEATURES:append = " ${@'efi' if d.getVar('PYMENDER_BOOTLOADER') == 'grub' else ''}"
@@ -97,6 +100,8 @@ def pymender_setup_image(d):
     packages = "pymender pymender-config kernel-image " + pymender_bootloader_packages(d)
     if d.getVar("PYMENDER_GROWFS_DATA") == "1":
         packages += " pymender-growfs-data"
+    if d.getVar("PYMENDER_MENDER_UPDATE") == "1":
+        packages += " pymender-mender-update"
     d.appendVar("IMAGE_INSTALL", " " + packages)
     # The rootfs image fills a rootfs partition: oe-core adds IMAGE_ROOTFS_EXTRA_SPACE to
     # IMAGE_ROOTFS_SIZE (image.bbclass, get_rootfs_size), so that much is taken off here.
@@ -211,6 +216,9 @@ python pymender_check_configuration() {
     for image_type in (d.getVar("PYMENDER_IMAGE_TYPES") or "").split():
         if image_type not in known_types:
             bb.fatal("PYMENDER_IMAGE_TYPES: unknown image type \"%s\" (%s)" % (image_type, ", ".join(known_types)))
+    for name in ("PYMENDER_BOOTSTRAP_ARTIFACT", "PYMENDER_MENDER_UPDATE"):
+        if d.getVar(name) not in ("0", "1"):
+            bb.fatal("%s must be \"1\" or \"0\", not \"%s\"" % (name, d.getVar(name)))
     fstypes = d.getVar("PYMENDER_ROOTFS_FSTYPES_SUPPORTED").split()
     if d.getVar("PYMENDER_ROOTFS_FSTYPE") not in fstypes:
         bb.fatal("PYMENDER_ROOTFS_FSTYPE: \"%s\" is not one of %s" % (d.getVar("PYMENDER_ROOTFS_FSTYPE"), ", ".join(fstypes)))

@@ -17,8 +17,10 @@
 #                (pymender-ubootenv)
 #   partition 2  rootfs A: the image's ${PYMENDER_ROOTFS_FSTYPE} rootfs
 #   partition 3  rootfs B: left empty; the first update fills it
-#   partition 4  data (ext4): what packages installed below /data (/data/pymender/device_type);
-#                the dataimg image when PYMENDER_IMAGE_TYPES builds it
+#   partition 4  data (ext4): what packages installed below /data (/data/pymender/device_type)
+#                and the bootstrap Artifact (/data/pymender/bootstrap.mender, with
+#                PYMENDER_BOOTSTRAP_ARTIFACT = "1"); the dataimg image when PYMENDER_IMAGE_TYPES
+#                builds it
 # Sizes: PYMENDER_STORAGE_TOTAL_SIZE_MB, PYMENDER_BOOT_PART_SIZE_MB, PYMENDER_DATA_PART_SIZE_MB,
 # PYMENDER_PARTITION_ALIGNMENT, PYMENDER_RESERVED_SPACE_BOOTLOADER_DATA. With
 # PYMENDER_IMAGE_BMAP = "1" a bmaptool map IMAGE.bmap is written too. Filesystem timestamps
@@ -27,7 +29,7 @@
 # Before the image is built, the rootfs image is checked against the rootfs partition size;
 # the error says what made it too large and which variable to change.
 
-inherit pymender-setup pymender-size-check
+inherit pymender-setup pymender-size-check pymender-bootstrap-artifact
 require conf/image-uefi.conf
 
 PYMENDER_PART_IMAGE_DEPENDS = "pymender-native:do_populate_sysroot \
@@ -45,8 +47,8 @@ PYMENDER_BOOT_FILES_DEPENDS ??= "${@' '.join(dep for dep in (d.getVarFlag('do_im
 
 # With the dataimg type built too, the disk images take their data partition from it, so both
 # hold the very same filesystem.
-IMAGE_TYPEDEP:sdimg = "${PYMENDER_ROOTFS_FSTYPE} ${PYMENDER_DATA_IMAGE_TYPE}"
-IMAGE_TYPEDEP:uefiimg = "${PYMENDER_ROOTFS_FSTYPE} ${PYMENDER_DATA_IMAGE_TYPE}"
+IMAGE_TYPEDEP:sdimg = "${PYMENDER_ROOTFS_FSTYPE} ${PYMENDER_DATA_IMAGE_TYPE} ${PYMENDER_BOOTSTRAP_IMAGE_TYPE}"
+IMAGE_TYPEDEP:uefiimg = "${PYMENDER_ROOTFS_FSTYPE} ${PYMENDER_DATA_IMAGE_TYPE} ${PYMENDER_BOOTSTRAP_IMAGE_TYPE}"
 PYMENDER_DATA_IMAGE_TYPE = "${@'dataimg' if 'dataimg' in (d.getVar('PYMENDER_IMAGE_TYPES') or '').split() else ''}"
 do_image_sdimg[depends] += "${PYMENDER_PART_IMAGE_DEPENDS}"
 do_image_uefiimg[depends] += "${PYMENDER_PART_IMAGE_DEPENDS}"
@@ -185,10 +187,11 @@ pymender_part_image() {
     image_type="$1"
     rootfs="${IMGDEPLOYDIR}/${IMAGE_NAME}.${PYMENDER_ROOTFS_FSTYPE}"
     output="${IMGDEPLOYDIR}/${IMAGE_NAME}.$image_type"
-    install -d "${PYMENDER_DATA_CONTENT}"
-    set -- --data-dir "${PYMENDER_DATA_CONTENT}"
     if [ -n "${PYMENDER_DATA_IMAGE_TYPE}" ]; then
         set -- --data-image "${IMGDEPLOYDIR}/${IMAGE_NAME}.${PYMENDER_DATA_IMAGE_TYPE}"
+    else
+        pymender_stage_data
+        set -- --data-dir "${PYMENDER_DATA_STAGING}"
     fi
     pymender-image build --layout "$image_type" --rootfs "$rootfs" --boot-dir "${PYMENDER_BOOT_FILES_DIR}" \
         "$@" ${PYMENDER_IMAGE_ARGS} -q -o "$output"

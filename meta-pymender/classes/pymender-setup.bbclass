@@ -34,6 +34,25 @@
 #   PYMENDER_ARTIFACT_EXTRA_ARGS     further pymender-artifact options, e.g.
 #                                    "--compression lzma". Default: empty
 #
+# Bootstrap Artifact (image type "bootstrap-artifact", on the data partition)
+#   PYMENDER_BOOTSTRAP_ARTIFACT      "1": the data partition holds a bootstrap Artifact,
+#                                    /data/pymender/bootstrap.mender, with the image's name and
+#                                    provides (rootfs-image.version, rootfs-image.checksum),
+#                                    which the device installs before its first use, as
+#                                    meta-mender's mender-bootstrap-artifact; "0": none.
+#                                    Default: 1
+#   PYMENDER_ARTIFACT_NAME_BOOTSTRAP name of the bootstrap Artifact.
+#                                    Default: ${PYMENDER_ARTIFACT_NAME}
+#   PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP  KEY:VALUE pairs only the bootstrap Artifact provides
+#                                    (besides PYMENDER_ARTIFACT_PROVIDES). Default: empty
+#
+# Commands
+#   PYMENDER_MENDER_UPDATE           "1": the image also gets the mender-update command
+#                                    (/usr/bin/mender-update, package pymender-mender-update):
+#                                    Mender 5.x's command line, for devices and scripts made for
+#                                    Mender. It conflicts with Mender's own mender-update
+#                                    package. Default: 0
+#
 # Images (which images, which types)
 #   PYMENDER_IMAGE_ENABLE            "1": this image gets pymender (the updater, the Artifact,
 #                                    the disk image); "0": it does not; empty: every image
@@ -147,6 +166,16 @@ PYMENDER_ARTIFACT_NAME_DEPENDS_DEFAULT = ""
 PYMENDER_ARTIFACT_EXTRA_ARGS ??= "${PYMENDER_ARTIFACT_EXTRA_ARGS_DEFAULT}"
 PYMENDER_ARTIFACT_EXTRA_ARGS_DEFAULT = ""
 
+PYMENDER_BOOTSTRAP_ARTIFACT ??= "${PYMENDER_BOOTSTRAP_ARTIFACT_DEFAULT}"
+PYMENDER_BOOTSTRAP_ARTIFACT_DEFAULT = "1"
+PYMENDER_ARTIFACT_NAME_BOOTSTRAP ??= "${PYMENDER_ARTIFACT_NAME_BOOTSTRAP_DEFAULT}"
+PYMENDER_ARTIFACT_NAME_BOOTSTRAP_DEFAULT = "${PYMENDER_ARTIFACT_NAME}"
+PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP ??= "${PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP_DEFAULT}"
+PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP_DEFAULT = ""
+
+PYMENDER_MENDER_UPDATE ??= "${PYMENDER_MENDER_UPDATE_DEFAULT}"
+PYMENDER_MENDER_UPDATE_DEFAULT = "0"
+
 PYMENDER_IMAGE_ENABLE ??= "${PYMENDER_IMAGE_ENABLE_DEFAULT}"
 PYMENDER_IMAGE_ENABLE_DEFAULT = ""
 PYMENDER_IMAGE_TYPES ??= "${PYMENDER_IMAGE_TYPES_DEFAULT}"
@@ -243,6 +272,10 @@ PYMENDER_ROOTFS_FSTYPES_SUPPORTED = "ext4 ext3 ext2 btrfs squashfs squashfs-xz s
 # post-processing): what packages installed below /data and below the boot partition's mount
 # point, and the Artifact state scripts of pymender-state-scripts recipes.
 PYMENDER_DATA_CONTENT = "${WORKDIR}/pymender-data"
+# The data partition's content as one disk or data image task puts it together: the above and
+# the bootstrap Artifact (pymender-bootstrap-artifact). The image type of the latter, when built.
+PYMENDER_DATA_STAGING = "${WORKDIR}/pymender-data-${BB_CURRENTTASK}"
+PYMENDER_BOOTSTRAP_IMAGE_TYPE = "${@'bootstrap-artifact' if d.getVar('PYMENDER_BOOTSTRAP_ARTIFACT') == '1' else ''}"
 PYMENDER_BOOT_CONTENT = "${WORKDIR}/pymender-boot-content"
 PYMENDER_IMAGE_ARTIFACT_SCRIPTS = "${WORKDIR}/pymender-artifact-scripts"
 # State scripts (pymender-state-scripts): the rootfs's own (Idle, Sync, Download), the staging
@@ -260,6 +293,8 @@ PYMENDER_KNOWN_VARIABLES = "\
     PYMENDER_ARTIFACT_SIGNING_KEY PYMENDER_ARTIFACT_VERIFY_KEY PYMENDER_ARTIFACT_SCRIPTS_DIR \
     PYMENDER_ARTIFACT_PROVIDES PYMENDER_ARTIFACT_PROVIDES_GROUP PYMENDER_ARTIFACT_DEPENDS \
     PYMENDER_ARTIFACT_DEPENDS_GROUPS PYMENDER_ARTIFACT_NAME_DEPENDS PYMENDER_ARTIFACT_EXTRA_ARGS \
+    PYMENDER_BOOTSTRAP_ARTIFACT PYMENDER_ARTIFACT_NAME_BOOTSTRAP PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP \
+    PYMENDER_MENDER_UPDATE PYMENDER_BOOTSTRAP_ARGS PYMENDER_BOOTSTRAP_IMAGE_TYPE PYMENDER_DATA_STAGING \
     PYMENDER_IMAGE_ENABLE PYMENDER_IMAGE_TYPES PYMENDER_IMAGE_BMAP PYMENDER_ROOTFS_FSTYPE \
     PYMENDER_STORAGE_DEVICE PYMENDER_STORAGE_DEVICE_BASE PYMENDER_STORAGE_TOTAL_SIZE_MB \
     PYMENDER_BOOT_PART_SIZE_MB PYMENDER_DATA_PART_SIZE_MB PYMENDER_PARTITION_ALIGNMENT \

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Tool = Literal["pymender", "pymender-artifact", "pymender-image"]
+Tool = Literal["pymender", "mender-update", "pymender-artifact", "pymender-image"]
 
 
 class PymenderError(Exception):
@@ -125,6 +125,10 @@ class LockedError(StateError):
     """Another pymender operation holds the lock."""
 
 
+class ManagedModeError(PymenderError):
+    """The request needs Mender's server (managed mode), which pymender does not offer."""
+
+
 class ScriptError(PymenderError):
     """A state script failed or timed out."""
 
@@ -142,12 +146,17 @@ class ToolError(PymenderError):
 
 # --- Exit codes, in one place ------------------------------------------------------------------
 
-# pymender follows Mender's client: 0 success, 1 error, 2 nothing to commit or roll back,
-# 4 reboot required (only on request; a success, so not in the table: see REBOOT_REQUIRED).
+# pymender and mender-update follow Mender's client: 0 success, 1 error (managed mode's
+# requests too), 2 nothing to commit, roll back or resume, 4 reboot required (only on request;
+# a success, so not in the table: see REBOOT_REQUIRED).
 # pymender-artifact follows mender-artifact 3.9, except that bad parameters are not exit 0:
 # 1 general, 2 usage, 3 cannot open an input, 4 invalid Artifact, 5 unsupported feature.
 _EXIT_CODES: dict[Tool, list[tuple[type[BaseException], int]]] = {
     "pymender": [
+        (NothingToDoError, 2),
+        (PymenderError, 1),
+    ],
+    "mender-update": [
         (NothingToDoError, 2),
         (PymenderError, 1),
     ],
@@ -168,7 +177,8 @@ _EXIT_CODES: dict[Tool, list[tuple[type[BaseException], int]]] = {
 }
 
 
-#: ``pymender install --reboot-exit-code``: the update is installed and runs only after a reboot.
+#: ``install --reboot-exit-code`` (and ``mender-update resume --reboot-exit-code``): the update is
+#: installed and runs only after a reboot.
 #: Not a failure: the command returns it instead of 0 when the user asked for it.
 REBOOT_REQUIRED = 4
 

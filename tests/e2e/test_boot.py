@@ -100,8 +100,14 @@ def test_factory_image_boots_rootfs_a_with_pymender_set_up(
             test_image.uboot_env_files)
         assert fw_printenv(machine) == factory_env
 
-    # The device command line reports the factory release (from /etc/mender/artifact_info).
+    # The device command line reports the factory release: the data partition's bootstrap
+    # Artifact (the layer's) is installed first, then removed; its provides are the device's.
+    assert machine.run("test -f /data/pymender/bootstrap.mender")[0] == 0
     assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
+    assert machine.run("test -e /data/pymender/bootstrap.mender")[0] == 1
+    provides = machine.check("pymender show-provides").splitlines()
+    assert f"rootfs-image.version={test_image.factory_release}" in provides
+    assert any(line.startswith("rootfs-image.checksum=") for line in provides), provides
 
 
 def test_usb_stick_power_cut_and_power_on(

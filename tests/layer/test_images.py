@@ -210,8 +210,9 @@ def test_the_dataimg_is_the_disk_images_data_partition(tmp_path: Path) -> None:
     imgdeploy.mkdir(parents=True)
     (imgdeploy / f"{image.getVar('IMAGE_NAME')}.ext4").write_bytes(b"\1" * 4096)
     image.setVar("BB_CURRENTTASK", "image_sdimg")
-    layer.run(image, "pymender_rootfs_postprocess", "do_image_dataimg", "pymender_stage_boot_files",
-              "do_image_sdimg")
+    assert "do_image_bootstrap_artifact" in image.getVarFlag("do_image_dataimg", "deps")
+    layer.run(image, "pymender_rootfs_postprocess", "do_image_bootstrap_artifact", "do_image_dataimg",
+              "pymender_stage_boot_files", "do_image_sdimg")
     disk = imgdeploy / f"{image.getVar('IMAGE_NAME')}.sdimg"
     dataimg = imgdeploy / f"{image.getVar('IMAGE_NAME')}.dataimg"
     shown = subprocess.run([str(bindir / "pymender-image"), "show", "--json", str(disk)], check=True,
@@ -223,6 +224,68 @@ def test_the_dataimg_is_the_disk_images_data_partition(tmp_path: Path) -> None:
     listing = subprocess.run(["debugfs", "-R", "cat /pymender/device_type", str(dataimg)], check=True,
                              capture_output=True, text=True).stdout
     assert listing == "device_type=qemux86-64\n"
+    bootstrap = subprocess.run(["debugfs", "-R", "cat /pymender/bootstrap.mender", str(dataimg)], check=True,
+                               capture_output=True).stdout
+    assert bootstrap == (imgdeploy / f"{image.getVar('IMAGE_NAME')}.bootstrap-artifact").read_bytes()
+
+
+def test_the_bootstrap_artifact_names_the_image_and_its_rootfs(tmp_path: Path) -> None:
+    """As meta-mender's mender-bootstrap-artifact: the image's name, rootfs-image.version and
+    the rootfs image's checksum, clearing rootfs-image.*; on the data partition, mode 0400."""
+    import hashlib
+    import json
+    import sys
+
+    from helpers import require_tool
+    from layer.layerrun import LayerRun
+
+    for tool in ("mkfs.ext4", "debugfs", "mender-artifact"):
+        require_tool(tool)
+    bindir = Path(sys.executable).parent
+    layer = LayerRun(tmp_path, local_conf('PYMENDER_IMAGE_TYPES = "dataimg"',
+                                          'PYMENDER_DEVICE_TYPES_COMPATIBLE = "a b"',
+                                          'PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP = "data.schema:4"'),
+                     path=[bindir])
+    image = layer.recipe("image")
+    imgdeploy = Path(image.getVar("IMGDEPLOYDIR"))
+    imgdeploy.mkdir(parents=True)
+    rootfs = imgdeploy / f"{image.getVar('IMAGE_NAME')}.ext4"
+    rootfs.write_bytes(b"\1" * 8192)
+    layer.run(image, "pymender_rootfs_postprocess", "do_image_bootstrap_artifact", "do_image_dataimg")
+    bootstrap = imgdeploy / f"{image.getVar('IMAGE_NAME')}.bootstrap-artifact"
+    read = json.loads(subprocess.run([str(bindir / "pymender-artifact"), "read", "--json", str(bootstrap)],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert read["name"] == "release-1" and read["compatible_devices"] == ["a", "b"]
+    payload = read["payloads"][0]
+    assert payload["type"] is None and payload["clears_provides"] == ["rootfs-image.*"]
+    assert payload["provides"] == {"rootfs-image.version": "release-1", "data.schema": "4",
+                                   "rootfs-image.checksum": hashlib.sha256(rootfs.read_bytes()).hexdigest()}
+    # Upstream mender-artifact reads it too.
+    upstream = subprocess.run(["mender-artifact", "read", str(bootstrap)], check=True, capture_output=True,
+                              text=True).stdout
+    assert "Name: release-1" in upstream and "rootfs-image.checksum" in upstream
+    stat = subprocess.run(["debugfs", "-R", "stat /pymender/bootstrap.mender",
+                           str(imgdeploy / f"{image.getVar('IMAGE_NAME')}.dataimg")], check=True,
+                          capture_output=True, text=True).stdout
+    assert "Mode:  0400" in stat
+
+
+def test_without_the_bootstrap_artifact(tmp_path: Path) -> None:
+    image = recipe(configuration(tmp_path, local_conf('PYMENDER_BOOTSTRAP_ARTIFACT = "0"',
+                                                      'PYMENDER_IMAGE_TYPES = "sdimg dataimg"')), IMAGE)[""]
+    assert "do_image_bootstrap_artifact" not in task_hashes(image)
+    with pytest.raises(FATAL_ERRORS, match='PYMENDER_BOOTSTRAP_ARTIFACT must be "1" or "0", not "yes"'), \
+            capture_warnings():
+        configuration(tmp_path, local_conf('PYMENDER_BOOTSTRAP_ARTIFACT = "yes"'))
+
+
+def test_mender_update_only_when_asked(tmp_path: Path) -> None:
+    def packages(*lines: str) -> list[str]:
+        image = recipe(configuration(tmp_path, local_conf(*lines)), IMAGE)[""]
+        return image.getVar("IMAGE_INSTALL").split()
+
+    assert "pymender-mender-update" not in packages()
+    assert "pymender-mender-update" in packages('PYMENDER_MENDER_UPDATE = "1"')
 
 
 @pytest.mark.parametrize(("fstype", "grub_module", "mode"), [

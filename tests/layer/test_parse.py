@@ -243,7 +243,8 @@ def test_every_documented_variable_is_known(tmp_path: Path) -> None:
         "PYMENDER_UNPACKDIR", "PYMENDER_ARTIFACT_ARGS", "PYMENDER_IMAGE_ARGS", "PYMENDER_DATAIMG_ARGS",
         "PYMENDER_IMAGE_ROOTFS_SIZE", "PYMENDER_BOOT_FILES_DIR", "PYMENDER_PART_IMAGE_DEPENDS",
         "PYMENDER_DATA_CONTENT", "PYMENDER_BOOT_CONTENT", "PYMENDER_IMAGE_ARTIFACT_SCRIPTS",
-        "PYMENDER_STATE_SCRIPTS_STAGING", "PYMENDER_ROOTFS_FSTYPES_SUPPORTED", "PYMENDER_DATA_IMAGE_TYPE"}
+        "PYMENDER_STATE_SCRIPTS_STAGING", "PYMENDER_ROOTFS_FSTYPES_SUPPORTED", "PYMENDER_DATA_IMAGE_TYPE",
+        "PYMENDER_BOOTSTRAP_ARGS", "PYMENDER_BOOTSTRAP_IMAGE_TYPE", "PYMENDER_DATA_STAGING"}
     for name in known - internal:
         assert name in readme, f"{name} is not in meta-pymender/README.md"
     setup = (LAYER / "classes" / "pymender-setup.bbclass").read_text()
@@ -267,6 +268,11 @@ def test_updater_recipe_defaults(tmp_path: Path) -> None:
     backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["build-backend"]
     assert backend == "setuptools.build_meta"
     assert target.getVar("PACKAGECONFIG") == ""
+    # mender-update has a package of its own, which Mender's mender-update package excludes.
+    assert target.getVar("PACKAGES").split()[0] == "pymender-mender-update"
+    assert target.getVar("FILES:pymender-mender-update").split() == ["/usr/bin/mender-update"]
+    assert target.getVar("RCONFLICTS:pymender-mender-update") == "mender-update"
+    assert target.getVar("RDEPENDS:pymender-mender-update") == "pymender"
     config = recipe(configuration(tmp_path, local_conf('PYMENDER_ARTIFACT_VERIFY_KEY = "/keys/verify.pem"')),
                     LAYER / "recipes-pymender" / "pymender-config" / "pymender-config_1.0.bb")[""]
     assert config.getVar("RDEPENDS:pymender-config").split() == ["python3-cryptography", "pymender"]

@@ -144,6 +144,17 @@ def test_test_image_is_built_by_the_layers_tasks(assemble: object, tmp_path: Pat
     assert [p["filesystem"] for p in partitions] == ["vfat", "ext4", "empty", "ext4"]  # type: ignore[index]
     files = fat_files(made["disk"], partitions[0]["start"])  # type: ignore[index]
     assert set(boot_files) <= set(files)
+    # The data partition's bootstrap Artifact names the factory release (the disk's rootfs).
+    data = tmp_path / "data.ext4"
+    with made["disk"].open("rb") as disk, data.open("wb") as out:
+        disk.seek(partitions[3]["start"])  # type: ignore[index]
+        out.write(disk.read(partitions[3]["size"]))  # type: ignore[index]
+    bootstrap = tmp_path / "bootstrap.mender"
+    subprocess.run(["debugfs", "-R", f"dump /pymender/bootstrap.mender {bootstrap}", str(data)], check=True,
+                   capture_output=True)
+    read = subprocess.run([str(Path(sys.executable).parent / "pymender-artifact"), "read", "--json", str(bootstrap)],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(read.stdout)["name"] == build_test_image().FACTORY_RELEASE
 
     # The Artifact of pymender_artifact_image: signed, named, for this machine.
     read = subprocess.run([str(Path(sys.executable).parent / "pymender-artifact"), "read", "--json",

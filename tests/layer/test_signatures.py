@@ -28,20 +28,28 @@ BASE_FILES = (STANDINS / "recipes" / "base-files_3.0.14.bb",
 UBOOT = STANDINS / "recipes" / "u-boot_2024.01.bb"
 
 #: The tasks of core-image-minimal (qemux86-64) that depend on the rootfs size.
-ROOTFS_SIZE_TASKS = {"do_rootfs", "do_image_tar", "do_image_ext4", "do_image_sdimg", "do_image_mender"}
+ROOTFS_SIZE_TASKS = {"do_rootfs", "do_image_tar", "do_image_ext4", "do_image_sdimg", "do_image_mender",
+                     "do_image_bootstrap_artifact"}
+#: The two Artifacts of an image: the update, and the bootstrap Artifact on the data partition.
+ARTIFACTS = {"do_image_mender", "do_image_bootstrap_artifact"}
 
 #: (variable, new value, recipe, the tasks whose signature must change, settings for both runs)
 CASES: list[tuple[str, str, object, set[str], tuple[str, ...]]] = [
-    ("PYMENDER_ARTIFACT_NAME", "release-2", IMAGE, {"do_image_mender"}, ()),
-    ("PYMENDER_DEVICE_TYPES_COMPATIBLE", "board-a board-b", IMAGE, {"do_image_mender"}, ()),
-    ("PYMENDER_ARTIFACT_SIGNING_KEY", "/keys/sign.pem", IMAGE, {"do_image_mender"}, ()),
+    ("PYMENDER_ARTIFACT_NAME", "release-2", IMAGE, ARTIFACTS, ()),
+    ("PYMENDER_DEVICE_TYPES_COMPATIBLE", "board-a board-b", IMAGE, ARTIFACTS, ()),
+    ("PYMENDER_ARTIFACT_SIGNING_KEY", "/keys/sign.pem", IMAGE, ARTIFACTS, ()),
     ("PYMENDER_ARTIFACT_SCRIPTS_DIR", "/scripts", IMAGE, {"do_image_mender"}, ()),
-    ("PYMENDER_ARTIFACT_PROVIDES", "data.version:3", IMAGE, {"do_image_mender"}, ()),
-    ("PYMENDER_ARTIFACT_PROVIDES_GROUP", "fleet", IMAGE, {"do_image_mender"}, ()),
+    ("PYMENDER_ARTIFACT_PROVIDES", "data.version:3", IMAGE, ARTIFACTS, ()),
+    ("PYMENDER_ARTIFACT_PROVIDES_GROUP", "fleet", IMAGE, ARTIFACTS, ()),
     ("PYMENDER_ARTIFACT_DEPENDS", "rootfs-image.version:1", IMAGE, {"do_image_mender"}, ()),
     ("PYMENDER_ARTIFACT_DEPENDS_GROUPS", "beta", IMAGE, {"do_image_mender"}, ()),
     ("PYMENDER_ARTIFACT_NAME_DEPENDS", "release-0", IMAGE, {"do_image_mender"}, ()),
     ("PYMENDER_ARTIFACT_EXTRA_ARGS", "--compression lzma", IMAGE, {"do_image_mender"}, ()),
+    ("PYMENDER_ARTIFACT_NAME_BOOTSTRAP", "factory-1", IMAGE, {"do_image_bootstrap_artifact"}, ()),
+    ("PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP", "data.schema:4", IMAGE, {"do_image_bootstrap_artifact"}, ()),
+    # Without it, the bootstrap Artifact's task is gone and the disk image stages no file.
+    ("PYMENDER_BOOTSTRAP_ARTIFACT", "0", IMAGE, {"do_image_bootstrap_artifact", "do_image_sdimg"}, ()),
+    ("PYMENDER_MENDER_UPDATE", "1", IMAGE, {"do_rootfs"}, ()),
     # The partition sizes decide the rootfs size (IMAGE_ROOTFS_SIZE), which oe-core's do_rootfs
     # and every image task (set_image_size) use; the size check of the disk image and the
     # Artifact use them too.

@@ -1,4 +1,5 @@
 SUMMARY = "pymender: standalone A/B system updater that installs Mender Artifacts"
+SUMMARY:${PN}-mender-update = "pymender as mender-update: Mender 5.x's command line"
 DESCRIPTION = "pymender installs Mender Artifacts (v3) into the inactive root filesystem \
                partition, switches the bootloader environment, commits or rolls back after \
                the reboot. The native and nativesdk variants provide pymender-artifact and \
@@ -72,6 +73,11 @@ PACKAGECONFIG ??= ""
 PACKAGECONFIG[verify] = ",,,python3-cryptography"
 PACKAGECONFIG[zstd] = ",,,python3-zstandard"
 
+# mender-update (Mender 5.x's command line) in a package of its own: it takes the name of
+# Mender's command, so an image gets it only when asked (PYMENDER_MENDER_UPDATE, or the package
+# in IMAGE_INSTALL) and never next to Mender's own mender-update package.
+PACKAGES =+ "${PN}-mender-update"
+FILES:${PN}-mender-update += "${bindir}/mender-update"
 FILES:${PN} += "${systemd_system_unitdir}/pymender.service \
                 ${nonarch_libdir}/tmpfiles.d/pymender.conf \
                 ${localstatedir}/lib/pymender \
@@ -82,6 +88,8 @@ FILES:${PN} += "${systemd_system_unitdir}/pymender.service \
 RDEPENDS:${PN} = "python3-asyncio python3-compression python3-core python3-crypt \
                   python3-ctypes python3-datetime python3-fcntl python3-io python3-json \
                   python3-logging python3-netclient python3-threading"
+RDEPENDS:${PN}-mender-update = "${PN}"
+RCONFLICTS:${PN}-mender-update = "mender-update"
 
 # Standalone mode: the unit is installed disabled. SYSTEMD_AUTO_ENABLE:pn-pymender = "enable"
 # turns it on.

@@ -8,7 +8,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from pymender.errors import PymenderError, Tool, UsageError, exit_code
 
@@ -71,12 +71,12 @@ def help_width() -> int:
     return (columns if columns > 0 else 80) - 2
 
 
-def setup_logging(level: str) -> None:
-    """Log records as ``tool: level: message`` on stderr."""
+def setup_logging(level: str, stream: TextIO | None = None) -> None:
+    """Log records as ``level: message`` on stderr (or ``stream``, a log file)."""
     import logging  # here, not at the top: the tools that do not log start faster without it
 
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
+        stream=stream or sys.stderr,
     )

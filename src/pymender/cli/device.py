@@ -16,6 +16,7 @@ from pymender.cli.common import Parser, help_width, run_cli, setup_logging
 from pymender.cli.progress import ProgressBar
 from pymender.device import log
 from pymender.device.config import load_config
+from pymender.device.flow import STOPPABLE, stop_points
 from pymender.device.install import Updater
 from pymender.errors import REBOOT_REQUIRED, UsageError
 
@@ -46,17 +47,21 @@ The standalone flow:
                               committing: the bootloader returns to the old system
 
 <URI> is a local path, a file:// URL, an http:// or https:// URL, or - for stdin.
+--stop-before STATE stops install, commit, rollback or resume before that state, and
+'pymender resume' goes on from there (Mender 5.x's states and semantics).
 """
 
 EPILOG = """\
 exit codes:
   0  success
   1  error (one line on stderr says what and what to do)
-  2  nothing to commit or roll back
-  4  reboot required (only with install --reboot-exit-code)
+  2  nothing to commit, roll back or resume
+  4  reboot required (only with install or resume --reboot-exit-code)
 
 The legacy forms -install <URI>, -commit, -rollback and -show-artifact are accepted too.
-Configuration: /etc/pymender/pymender.conf, else /etc/mender/mender.conf (see -c).
+Configuration: Mender's /var/lib/mender/mender.conf (-b), then /etc/mender/mender.conf, then
+pymender's own /etc/pymender/pymender.conf (-c), each overriding the ones before.
+Data: /var/lib/pymender, or Mender's /var/lib/mender on a Mender device (-l debug says which).
 """
 
 
@@ -69,9 +74,12 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("global options")
     group.add_argument("-c", "--config", metavar="FILE", default=default,
-                       help="configuration file (default: /etc/pymender/pymender.conf, else /etc/mender/mender.conf)")
+                       help="pymender's configuration file, read over Mender's two "
+                            "(default: /etc/pymender/pymender.conf)")
+    group.add_argument("-b", "--fallback-config", metavar="FILE", default=default,
+                       help="Mender's fallback configuration file (default: /var/lib/mender/mender.conf)")
     group.add_argument("-d", "--data", metavar="DIR", default=default,
-                       help="data directory (state store, Artifact scripts); overrides DataDir")
+                       help="data directory (state store, Artifact scripts, device_type); overrides DataDir")
     group.add_argument("-l", "--log-level", metavar="LEVEL", choices=LOG_LEVELS, default=default,
                        help=f"one of {', '.join(LOG_LEVELS)} (default: info; warning for show-*)")
     group.add_argument("-E", "--trusted-certs", metavar="FILE", default=default,
@@ -93,17 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--reboot-exit-code", action="store_true",
                          help="exit with code 4 (not 0) when a reboot is needed to run the update")
     install.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    _stop_before(install)
     _global_options(install, suppress=True)
-    for name, text in (
-        ("commit", "keep the running new system (after the reboot); exit 2 if nothing is pending"),
-        ("rollback", "go back to the previous system; exit 2 if nothing is pending"),
-        ("show-artifact", "print the name of the installed Artifact"),
-        ("show-provides", "print what the installed Artifacts provide, as key=value lines"),
+    for name, text, stops in (
+        ("commit", "keep the running new system (after the reboot); exit 2 if nothing is pending", True),
+        ("rollback", "go back to the previous system; exit 2 if nothing is pending", True),
+        ("resume", "finish an operation that stopped (--stop-before) or was interrupted, as Mender 5.x "
+                   "does; exit 2 if nothing is pending", True),
+        ("show-artifact", "print the name of the installed Artifact", False),
+        ("show-provides", "print what the installed Artifacts provide, as key=value lines", False),
     ):
         sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
                                   formatter_class=_formatter)
+        if name == "resume":
+            sub.add_argument("--reboot-exit-code", action="store_true",
+                             help="exit with code 4 (not 0) when a reboot is needed to run the update")
+        if stops:
+            _stop_before(sub)
         _global_options(sub, suppress=True)
     return parser
+
+
+def _stop_before(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stop-before", metavar="STATE", action="append", default=[],
+                        help=f"stop before this state, recorded ('resume' goes on): {', '.join(STOPPABLE)}")
 
 
 def translate_legacy(argv: Sequence[str]) -> list[str]:
@@ -131,11 +152,13 @@ def _main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(translate_legacy(argv))
     if args.command is None:
-        raise UsageError("no command given", hint="use install, commit, rollback, show-artifact or show-provides; "
-                         "see pymender --help")
+        raise UsageError("no command given", hint="use install, commit, rollback, resume, show-artifact or "
+                         "show-provides; see pymender --help")
+    stop = stop_points(getattr(args, "stop_before", []))
     quiet = args.command in ("show-artifact", "show-provides")
     _setup_log(args.log_level or ("warning" if quiet else "info"))
     config = load_config(Path(args.config) if args.config else None,
+                         fallback=Path(args.fallback_config) if args.fallback_config else None,
                          data_dir=Path(args.data) if args.data else None)
     overrides: dict[str, Any] = {}
     if args.trusted_certs:
@@ -163,14 +186,17 @@ def _main(argv: Sequence[str]) -> int:
                 if total:
                     bar.update(done, total)
 
-            result = Updater(config, report=say, progress=progress).install(args.uri)
+            result = Updater(config, report=say, progress=progress).install(args.uri, stop_before=stop)
         if result.reboot_required and args.reboot_exit_code:
             return REBOOT_REQUIRED
         return 0
     if args.command == "commit":
-        Updater(config, report=say).commit()
+        Updater(config, report=say).commit(stop_before=stop)
         return 0
-    Updater(config, report=say).rollback()
+    if args.command == "resume":
+        resumed = Updater(config, report=say).resume(stop_before=stop)
+        return REBOOT_REQUIRED if resumed.reboot_required and args.reboot_exit_code else 0
+    Updater(config, report=say).rollback(stop_before=stop)
     return 0
 
 

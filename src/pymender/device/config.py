@@ -1,9 +1,20 @@
-"""The device configuration: a JSON file with Mender's key names plus pymender's own.
+"""The device configuration: JSON files with Mender's key names plus pymender's own.
 
-pymender reads ``/etc/pymender/pymender.conf``; when that file is absent it reads Mender's
-``/etc/mender/mender.conf`` so it can take over a device already set up for Mender. Keys pymender
-does not use are logged and ignored, so one file can serve both. A value of the wrong type is an
-error naming the key: better to refuse than to update with a half-understood configuration.
+pymender reads up to three files and merges them, each one's keys replacing those of the ones
+before (a file that does not exist is skipped, unless it was named on the command line):
+
+1. Mender's fallback configuration, ``/var/lib/mender/mender.conf`` (``$MENDER_DATASTORE_DIR``;
+   ``-b`` names another), where meta-mender puts ``RootfsPartA``/``RootfsPartB``;
+2. Mender's configuration, ``/etc/mender/mender.conf`` (``$MENDER_CONF_DIR``; ``-c`` of
+   ``mender-update`` names another);
+3. pymender's own, ``/etc/pymender/pymender.conf`` (``-c`` of ``pymender`` names another).
+
+The first two are merged as Mender's client merges them, so a device set up for Mender needs
+nothing more; the third holds pymender's own keys and overrides. Keys pymender does not use are
+logged and ignored, so one file can serve both. A value of the wrong type is an error naming
+the key and the file, and so is ``ArtifactVerifyKey`` in one of Mender's files with
+``ArtifactVerifyKeys`` in the other: better to refuse than to update with a half-understood
+configuration. Where the data is kept is :mod:`pymender.device.layout`'s decision.
 """
 
 from __future__ import annotations
@@ -13,27 +24,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymender.device.bootenv import KINDS as BOOTLOADERS
+from pymender.device.layout import (
+    PYMENDER,
+    PYMENDER_CONFIG_FILE,
+    PYMENDER_DATA_DIR,
+    Layout,
+    MenderPaths,
+    decide_layout,
+)
 from pymender.device.log import get_logger
 from pymender.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
 log = get_logger(__name__)
 
-DEFAULT_CONFIG_FILE = Path("/etc/pymender/pymender.conf")
-MENDER_CONFIG_FILE = Path("/etc/mender/mender.conf")
-#: Files tried, in order, when no configuration file is named.
-CONFIG_SEARCH = (DEFAULT_CONFIG_FILE, MENDER_CONFIG_FILE)
-DEFAULT_DATA_DIR = Path("/var/lib/pymender")
-DEFAULT_SCRIPTS_DIR = Path("/etc/mender/scripts")
+DEFAULT_CONFIG_FILE = PYMENDER_CONFIG_FILE
+DEFAULT_DATA_DIR = PYMENDER_DATA_DIR
+DEFAULT_SCRIPTS_DIR = MenderPaths().rootfs_scripts
 DEFAULT_UBOOT_ENV_CONFIG = Path("/etc/fw_env.config")
 DEFAULT_ARTIFACT_INFO_FILE = Path("/etc/mender/artifact_info")
 
 # Mender keys that matter only to Mender's daemon or server connection: ignored quietly.
 _MENDER_ONLY_KEYS = frozenset(
     {
-        "ServerURL", "Servers", "TenantToken", "ClientProtocol", "HttpsClient",
+        "ServerURL", "Servers", "TenantToken", "ClientProtocol", "DeviceTier",
         "UpdatePollIntervalSeconds", "InventoryPollIntervalSeconds", "RetryPollIntervalSeconds",
         "RetryPollCount", "RetryDownloadCount", "UpdateLogPath", "DaemonLogLevel", "DBus",
         "Connectivity", "BootUtilitiesSetActivePart", "BootUtilitiesGetNextActivePart",
@@ -42,11 +58,27 @@ _MENDER_ONLY_KEYS = frozenset(
 )
 
 
+class Origin(NamedTuple):
+    """Where a configuration came from: its files and the data layout chosen."""
+
+    #: The files read, the first the one every later one overrides.
+    files: tuple[Path, ...] = ()
+    #: :mod:`pymender.device.layout`'s kind and reason.
+    layout: str = PYMENDER
+    why: str = "the defaults"
+    data_dir: Path = PYMENDER_DATA_DIR
+
+    def describe(self) -> str:
+        """One line for the log: the files and the data store."""
+        files = ", ".join(map(str, self.files)) or "none (the defaults)"
+        return f"configuration {files}; {Layout(self.data_dir, self.layout, self.why).describe()}"
+
+
 class DeviceConfig(NamedTuple):
     """Every setting of the device side, with Mender's defaults where Mender has the key.
 
     Immutable; :meth:`_replace` makes a changed copy. Two configurations are equal when their
-    settings are, wherever they came from (``source`` is not compared). A named tuple rather
+    settings are, wherever they came from (``origin`` is not compared). A named tuple rather
     than a dataclass: importing :mod:`dataclasses` costs every ``pymender`` command start-up time.
     """
 
@@ -82,13 +114,18 @@ class DeviceConfig(NamedTuple):
     #: ``SkipIdenticalBlocks``: read each block of the inactive partition first and write only
     #: the blocks that differ (less flash wear, one extra read per block).
     skip_identical_blocks: bool = False
-    #: The file the settings came from (None: built-in defaults only). Must stay the last field.
-    source: Path | None = None
+    #: ``HttpsClient.Certificate``/``HttpsClient.Key``: the client certificate (PEM, with its
+    #: chain) and its private key that ``https://`` sources are fetched with (mutual TLS).
+    https_client_certificate: Path | None = None
+    https_client_key: Path | None = None
+    #: Where the settings came from and which data layout is in use. Not a setting: not
+    #: compared. Must stay the last field.
+    origin: Origin = Origin()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DeviceConfig):
             return NotImplemented
-        return self[:-1] == other[:-1]  # every field but source
+        return self[:-1] == other[:-1]  # every field but origin
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
@@ -101,6 +138,21 @@ class DeviceConfig(NamedTuple):
     def artifact_scripts_dir(self) -> Path:
         """Where the scripts of the Artifact being installed are kept (``<DataDir>/scripts``)."""
         return self.data_dir / "scripts"
+
+    @property
+    def bootstrap_artifact(self) -> Path:
+        """The bootstrap Artifact installed before the first use (``<DataDir>/bootstrap.mender``)."""
+        return self.data_dir / "bootstrap.mender"
+
+    @property
+    def mender_store(self) -> Path:
+        """Mender's store, read for the installed Artifact before pymender has its own."""
+        return self.data_dir / "mender-store"
+
+    @property
+    def source(self) -> Path | None:
+        """The configuration file read last (the one whose keys win), or None."""
+        return self.origin.files[-1] if self.origin.files else None
 
 
 # --- value checkers ------------------------------------------------------------------------------
@@ -164,47 +216,116 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any], bool]] = {
     "ArtifactInfoFile": ("artifact_info_file", _string, True),
     "SkipIdenticalBlocks": ("skip_identical_blocks", _boolean, False),
 }
+#: ``HttpsClient``'s keys -> fields (paths); its ``SSLEngine`` is not supported.
+_HTTPS_CLIENT_KEYS = {"Certificate": "https_client_certificate", "Key": "https_client_key"}
 #: Every key pymender reads, for documentation and tests.
-CONFIG_KEYS = tuple(_KEYS)
+CONFIG_KEYS = (*_KEYS, "HttpsClient")
 
 
-def _find_config(candidates: Sequence[Path]) -> Path | None:
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return None
+class _Setting(NamedTuple):
+    """One value read from one file: the field it sets, as which key, from where."""
+
+    value: Any
+    key: str
+    where: str
+    #: Whether the file is one of Mender's two (where the verify-key forms may not be mixed).
+    mender: bool
+
+
+class ConfigFile(NamedTuple):
+    """A configuration file to read, and whether it must exist (it was named by the user)."""
+
+    path: Path
+    required: bool = False
+    #: One of Mender's files (fallback or main), rather than pymender's own.
+    mender: bool = False
+
+
+def config_files(own: Path | None = None, *, main: Path | None = None, fallback: Path | None = None,
+                 mender: MenderPaths | None = None, own_default: bool = True) -> list[ConfigFile]:
+    """The files read, the first one overridden by each later one: Mender's fallback file
+    (``fallback``, else ``<Mender's data store>/mender.conf``), Mender's file (``main``, else
+    ``<MENDER_CONF_DIR>/mender.conf``), pymender's own (``own``, else
+    :data:`DEFAULT_CONFIG_FILE` unless ``own_default`` is false). A file named here must exist;
+    a default one may be absent."""
+    mender = mender or MenderPaths.from_environ()
+    files = [ConfigFile(fallback or mender.fallback_config, fallback is not None, True),
+             ConfigFile(main or mender.main_config, main is not None, True)]
+    if own is not None:
+        files.append(ConfigFile(own, True))
+    elif own_default:
+        files.append(ConfigFile(DEFAULT_CONFIG_FILE))
+    return files
 
 
 def load_config(
     path: Path | None = None,
     *,
     data_dir: Path | None = None,
-    search: Sequence[Path] = CONFIG_SEARCH,
+    main: Path | None = None,
+    fallback: Path | None = None,
+    mender: MenderPaths | None = None,
+    own_default: bool = True,
 ) -> DeviceConfig:
-    """The configuration from ``path``, or from the first file of ``search`` that exists.
+    """The configuration of the device (see the module docstring).
 
-    ``data_dir`` (the ``--data`` option) overrides ``DataDir``. Relative paths in the file are
-    taken relative to the file's directory. With no file at all, every default applies.
+    ``path`` is pymender's own file (``pymender -c``), ``main`` Mender's (``mender-update -c``),
+    ``fallback`` Mender's fallback file (``-b``); each must exist when given. ``data_dir`` (the
+    ``-d`` option) overrides ``DataDir``. ``mender`` gives Mender's directories (default: from
+    the environment); ``own_default=False`` reads no pymender file when ``path`` is not given.
+    Relative paths in a file are taken relative to that file's directory. With no file at all,
+    every default applies.
     """
-    if path is None:
-        path = _find_config(search)
-        if path is None:
-            log.debug("no configuration file (%s); using defaults", ", ".join(map(str, search)))
-            return _finish({}, None, data_dir)
+    mender = mender or MenderPaths.from_environ()
+    read: list[Path] = []
+    merged: dict[str, _Setting] = {}
+    for file in config_files(path, main=main, fallback=fallback, mender=mender, own_default=own_default):
+        text = _read(file)
+        if text is None:
+            continue
+        read.append(file.path)
+        _merge(merged, _settings(text, file.path, mender=file.mender))
+    if not read:
+        log.debug("no configuration file; using the defaults")
+    return _finish(merged, tuple(read), data_dir, mender, DEFAULT_DATA_DIR)
+
+
+def _read(file: ConfigFile) -> str | None:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return file.path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"the configuration file {path} does not exist") from None
+        if file.required:
+            raise ConfigError(f"the configuration file {file.path} does not exist") from None
+        return None
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
-        raise ConfigError(f"cannot read the configuration file {path}: {reason}") from None
-    return parse_config(text, source=Path(path), data_dir=data_dir)
+        raise ConfigError(f"cannot read the configuration file {file.path}: {reason}") from None
+
+
+def _merge(merged: dict[str, _Setting], settings: dict[str, _Setting]) -> None:
+    """Lay ``settings`` (a later file's) over ``merged``."""
+    for name, setting in settings.items():
+        old = merged.get(name)
+        if old is not None and old.mender and setting.mender and {old.key, setting.key} == {
+                "ArtifactVerifyKey", "ArtifactVerifyKeys"}:
+            raise ConfigError(
+                f'"{old.key}" is set in {old.where} and "{setting.key}" in {setting.where}',
+                hint="set only one of them, in one file")
+        if old is not None and old.value != setting.value:
+            log.info("%s: %s replaces the value from %s", setting.where, setting.key, old.where)
+        merged[name] = setting
 
 
 def parse_config(
     text: str, *, source: Path | None = None, data_dir: Path | None = None
 ) -> DeviceConfig:
-    """The configuration from the JSON ``text`` (``source`` names it in messages)."""
+    """The configuration from the one JSON ``text`` (``source`` names it in messages)."""
+    settings = _settings(text, source, mender=False)
+    return _finish(settings, (source,) if source is not None else (), data_dir, MenderPaths(), DEFAULT_DATA_DIR)
+
+
+def _settings(text: str, source: Path | None, *, mender: bool) -> dict[str, _Setting]:
+    """The values the JSON ``text`` of ``source`` sets, by field (unset and ``null`` left out)."""
     where = str(source) if source is not None else "the configuration"
     try:
         document = json.loads(text)
@@ -215,11 +336,11 @@ def parse_config(
     if not isinstance(document, dict):
         raise ConfigError(f"{where} must hold a JSON object ({{...}})")
     base = source.parent if source is not None else None
-    lower = {key.lower(): key for key in _KEYS}
-    values: dict[str, Any] = {}
+    lower = {key.lower(): key for key in CONFIG_KEYS}
+    values: dict[str, _Setting] = {}
     seen: dict[str, str] = {}
     for key, raw in document.items():
-        known = key if key in _KEYS else lower.get(key.lower())
+        known = key if key in CONFIG_KEYS else lower.get(key.lower())
         if known is None:
             if key in _MENDER_ONLY_KEYS:
                 log.debug("%s: ignoring %r (not used by pymender)", where, key)
@@ -228,6 +349,9 @@ def parse_config(
             continue
         if known != key:
             log.warning("%s: key %r read as %r; please spell it %r", where, key, known, known)
+        if known == "HttpsClient":
+            values.update(_https_client(raw, where, base, mender))
+            continue
         name, check, is_path = _KEYS[known]
         if name in seen:
             raise ConfigError(
@@ -251,8 +375,35 @@ def parse_config(
             )
             if known == "ArtifactVerifyKey":
                 value = (value,)
-        values[name] = value
-    return _finish(values, source, data_dir)
+        values[name] = _Setting(value, known, where, mender)
+    return values
+
+
+def _https_client(raw: Any, where: str, base: Path | None, mender: bool) -> dict[str, _Setting]:
+    """``HttpsClient``: ``Certificate`` and ``Key`` (paths); ``SSLEngine`` is not supported."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f'"HttpsClient" in {where} must be an object with "Certificate" and "Key", '
+                          f"not {json.dumps(raw)}")
+    values: dict[str, _Setting] = {}
+    for key, value in raw.items():
+        if key == "SSLEngine":
+            if value:
+                log.warning("%s: HttpsClient.SSLEngine (%s) is not supported: the client key must be a "
+                            "PEM file", where, value)
+            continue
+        if key not in _HTTPS_CLIENT_KEYS:
+            log.warning("%s: ignoring unknown key 'HttpsClient.%s'", where, key)
+            continue
+        if value is None:
+            continue
+        try:
+            text = _string(value)
+        except _Bad as bad:
+            raise ConfigError(f'"HttpsClient.{key}" in {where} must be {bad}, not {json.dumps(value)}') from None
+        values[_HTTPS_CLIENT_KEYS[key]] = _Setting(_resolve(text, base), f"HttpsClient.{key}", where, mender)
+    return values
 
 
 def _resolve(text: str, base: Path | None) -> Path:
@@ -260,17 +411,29 @@ def _resolve(text: str, base: Path | None) -> Path:
     return base / path if base is not None and not path.is_absolute() else path
 
 
-def _finish(values: dict[str, Any], source: Path | None, data_dir: Path | None) -> DeviceConfig:
-    if data_dir is not None:
-        values["data_dir"] = Path(data_dir)
-    if "device_type_file" not in values:
-        values["device_type_file"] = values.get("data_dir", DEFAULT_DATA_DIR) / "device_type"
-    config = DeviceConfig(**values, source=source)
+def _finish(settings: dict[str, _Setting], files: tuple[Path, ...], data_dir: Path | None,
+            mender: MenderPaths, own_data_dir: Path) -> DeviceConfig:
+    values = {name: setting.value for name, setting in settings.items()}
+    configured = settings.get("data_dir")
+    layout = decide_layout(given=Path(data_dir) if data_dir is not None else None,
+                           configured=(configured.value, Path(configured.where)) if configured else None,
+                           mender=mender, own=own_data_dir)
+    values["data_dir"] = layout.data_dir
+    values.setdefault("device_type_file", layout.data_dir / "device_type")
+    values.setdefault("scripts_dir", mender.rootfs_scripts)
+    origin = Origin(files, layout.kind, layout.why, layout.data_dir)
+    config = DeviceConfig(**values, origin=origin)
+    log.debug("%s", origin.describe())
+    log.debug("Mender's directories: %s (configuration, rootfs state scripts), %s (Update Modules: %s, not run "
+              "by pymender), %s (data store)", mender.conf_dir, mender.data_dir, mender.modules, mender.datastore)
     if config.rootfs_part_a is not None and config.rootfs_part_a == config.rootfs_part_b:
         raise ConfigError(
             f'"RootfsPartA" and "RootfsPartB" are the same ({config.rootfs_part_a})',
             hint="name two different partitions",
         )
+    if (config.https_client_certificate is None) != (config.https_client_key is None):
+        raise ConfigError("HttpsClient needs both \"Certificate\" and \"Key\"",
+                          hint="set both (PEM files), or neither")
     return config
 
 
@@ -301,8 +464,10 @@ def read_device_type(path: Path) -> str:
 
 __all__ = [
     "CONFIG_KEYS",
-    "CONFIG_SEARCH",
+    "ConfigFile",
     "DeviceConfig",
+    "Origin",
+    "config_files",
     "load_config",
     "parse_config",
     "read_device_type",

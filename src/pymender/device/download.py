@@ -72,16 +72,28 @@ def download(
     current: DeviceState,
     report: Callable[[str], None],
     progress: Callable[[int, int | None], None] | None = None,
+    empty_only: bool = False,
+    on_header: Callable[[], None] | None = None,
 ) -> tuple[PendingUpdate, Target | None]:
     """Read and check the Artifact from ``source``, then write its payload (see the module
     docstring). Returns the update to record and where it was written (None: an Artifact
-    without payload, which only records its name and provides)."""
+    without payload, which only records its name and provides).
+
+    ``empty_only`` refuses any Artifact with a payload (a bootstrap Artifact must have none);
+    ``on_header`` is called once the header passed the format and signature checks and the
+    payload type is one pymender installs, before the checks against this device."""
     reader = ArtifactReader(source, ReadOptions(verifiers=verifiers, require_signature=True))
     header = reader.read_header()
     if not header.payloads:
         raise ArtifactFormatError(f"the Artifact {header.artifact_name} has no payload")
     payload = header.payloads[0]
     kind = payload_kind(payload.type)
+    if empty_only and kind != BOOTSTRAP:
+        raise ArtifactFormatError(
+            f"the bootstrap Artifact {header.artifact_name} has a {payload.type} payload; a bootstrap Artifact "
+            "has none (mender-artifact write bootstrap-artifact)")
+    if on_header is not None:
+        on_header()
     check_compatible(header, device_type, current)
     update = PendingUpdate(
         artifact_name=header.artifact_name,

@@ -16,35 +16,46 @@ The walks, as the table has them (scripts in brackets):
 
 - Install: ``Idle`` -INSTALL-> ``Download`` [``Download_Enter``]; the Artifact is read, checked
   and written to the inactive partition; -DONE-> [``Download_Leave``] the pending update is
-  recorded in ``ArtifactInstall_Enter`` [``ArtifactInstall_Enter``]; the bootloader is switched
-  in ONE crash-safe write (``mender_boot_part[_hex]`` = new partition, ``upgrade_available=1``,
-  ``bootcount=0``); -DONE-> [``ArtifactInstall_Leave``] ``Before_ArtifactCommit_Enter``:
-  installed, waiting for the reboot and the commit. Every refusal (signature, device type,
-  depends, partitions, bootloader, size) happens in ``Download``, before the Artifact's scripts
-  are stored and before the first payload byte is written; a failure there
-  [``Download_Error``] leaves the active partition, the bootloader environment and the store as
-  they were. A bootstrap Artifact (no payload) goes from ``Download`` straight back to
-  ``Idle``, its name and provides recorded. A failure in ``ArtifactInstall_Enter``
-  [``ArtifactInstall_Error``] goes the failure path.
+  recorded in ``Before_ArtifactInstall_Enter``; -DONE-> ``ArtifactInstall_Enter``
+  [``ArtifactInstall_Enter``]; the bootloader is switched in ONE crash-safe write
+  (``mender_boot_part[_hex]`` = new partition, ``upgrade_available=1``, ``bootcount=0``);
+  -DONE-> [``ArtifactInstall_Leave``] ``Before_ArtifactCommit_Enter``: installed, waiting for
+  the reboot and the commit. Every refusal (signature, device type, depends, partitions,
+  bootloader, size) happens in ``Download``, before the Artifact's scripts are stored and
+  before the first payload byte is written; a failure there [``Download_Error``] leaves the
+  active partition, the bootloader environment and the store as they were. A bootstrap
+  Artifact (no payload) goes from ``Download`` straight back to ``Idle``, its name and provides
+  recorded. A failure in ``ArtifactInstall_Enter`` [``ArtifactInstall_Error``] goes the
+  failure path.
 - Commit, once the device runs the new partition: ``ArtifactCommit_Enter``
-  [``ArtifactCommit_Enter``]; ``upgrade_available=0``; ``ArtifactCommit_Leave``
-  [``ArtifactCommit_Leave``: failures are only logged, and the name then gets ``_INCONSISTENT``];
-  then ONE store write makes the new Artifact current (provides applied) and forgets the pending
-  update. If the bootloader has already gone back to the old partition, the commit fails
-  [``ArtifactCommit_Error``] and goes the failure path; the old Artifact stays current.
+  [``ArtifactCommit_Enter``]; ``upgrade_available=0``; ``Before_ArtifactCommit_Leave``;
+  ``ArtifactCommit_Leave`` [``ArtifactCommit_Leave``: failures are only logged, and the name
+  then gets ``_INCONSISTENT``]; ``Cleanup``; then ONE store write makes the new Artifact
+  current (provides applied) and forgets the pending update. If the bootloader has already
+  gone back to the old partition, the commit fails [``ArtifactCommit_Error``] and goes the
+  failure path; the old Artifact stays current.
 - Rollback: ``ArtifactRollback_Enter`` [``ArtifactRollback_Enter``]; the bootloader points back
-  at the previous partition (``upgrade_available=0``); [``ArtifactRollback_Leave``] the update is
-  forgotten. A reboot then runs the old system, if the device had already rebooted into the
-  new one.
+  at the previous partition (``upgrade_available=0``); [``ArtifactRollback_Leave``]
+  ``Cleanup``; the update is forgotten. A reboot then runs the old system, if the device had
+  already rebooted into the new one.
 - The failure path: ``ArtifactRollback_Enter`` (marked failed) as above, then
-  ``ArtifactFailure_Enter`` [``ArtifactFailure_Enter``, ``ArtifactFailure_Leave``], then the
-  update is forgotten. The scripts of the failure path never stop it: their failures are only
-  logged.
+  ``ArtifactFailure_Enter`` [``ArtifactFailure_Enter``, ``ArtifactFailure_Leave``], then
+  ``Cleanup`` and the update is forgotten. The scripts of the failure path never stop it:
+  their failures are only logged.
 - A pending update whose trial the bootloader has already ended (the device runs the previous
   partition and the bootloader boots it, with no trial open: the new system did not stay up,
   or was rebooted before its commit) is a *failed* update in every path: install first walks
   its failure path (TRIAL_ENDED) and goes on; rollback walks the same; commit fails as above.
   No reboot would ever try it again, so no path may wait for one.
+- Stop and resume (Mender 5.x's ``--stop-before`` and ``resume``): a walk asked to stop before
+  one of the states of :data:`STOP_POINTS` stops when the update gets there, recorded, before
+  anything of that state runs. RESUME goes on from any stored state as Mender 5.x does: a
+  stopped install is finished, an installed update committed, an install or commit
+  interrupted inside its state rolled back, the end of a commit, a rollback or a failure path
+  finished.
+
+The names of the stored states are Mender 5.x's standalone ``InState`` names, and the states a
+walk records are those Mender 5.x records, so a walk stops and resumes where Mender's would.
 
 Why the store is written *before* the bootloader switch, not only after it
 -------------------------------------------------------------------------
@@ -62,7 +73,8 @@ are each replaced atomically (see :mod:`pymender.device.bootenv` and
   or the new one, which is switched in only after its whole image was written, verified and
   fsynced; while ``upgrade_available=1`` the old one stays the fallback.
 - A crash in ``Download``: nothing but the inactive partition changed; the next install simply
-  overwrites it.
+  overwrites it. A crash in ``Before_ArtifactInstall_Enter`` is the same, recorded: the next
+  install undoes it first, ``resume`` finishes it.
 - A crash in ``ArtifactInstall_Enter`` leaves a pending update in that state, with the
   bootloader switched or not. Next boot: the old system, or the new complete one on trial (a
   second boot returns to the old one). The next ``install`` (or ``rollback``) undoes it: points
@@ -75,6 +87,8 @@ are each replaced atomically (see :mod:`pymender.device.bootenv` and
   back. ``install`` refuses until then, naming the command.
 - A crash during rollback leaves ``ArtifactRollback_Enter``/``ArtifactFailure_Enter``; the next
   ``rollback`` or ``install`` finishes it.
+- A crash in ``Cleanup`` leaves a finished update not yet recorded: the command that was
+  interrupted (``commit`` or ``rollback``), ``resume`` or the next ``install`` records it.
 
 Adding states
 -------------
@@ -86,14 +100,14 @@ every transition into a stored state persisted first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from enum import Enum
 from typing import NamedTuple
 
 from pymender.device.log import get_logger
 from pymender.device.scripts import ScriptRunner
 from pymender.device.store import PendingUpdate, StateStore, apply_update
-from pymender.errors import NothingToDoError, ScriptError, StateError
+from pymender.errors import NothingToDoError, ScriptError, StateError, UsageError
 
 log = get_logger(__name__)
 
@@ -106,17 +120,18 @@ class UpdateState(str, Enum):
     #: The Artifact is being read, checked and written to the inactive partition (nothing
     #: stored: nothing but the inactive partition changes).
     DOWNLOAD = "Download"
+    #: Written to the inactive partition, the bootloader not switched yet.
+    BEFORE_ARTIFACT_INSTALL_ENTER = "Before_ArtifactInstall_Enter"
     ARTIFACT_INSTALL_ENTER = "ArtifactInstall_Enter"
     #: Installed: waiting for the reboot into the new system and the commit.
     BEFORE_ARTIFACT_COMMIT_ENTER = "Before_ArtifactCommit_Enter"
     ARTIFACT_COMMIT_ENTER = "ArtifactCommit_Enter"
+    #: Committed in the bootloader; the ``ArtifactCommit_Leave`` scripts not run yet.
+    BEFORE_ARTIFACT_COMMIT_LEAVE = "Before_ArtifactCommit_Leave"
     ARTIFACT_COMMIT_LEAVE = "ArtifactCommit_Leave"
     ARTIFACT_ROLLBACK_ENTER = "ArtifactRollback_Enter"
     ARTIFACT_FAILURE_ENTER = "ArtifactFailure_Enter"
-    # Read only: pymender never writes these; a store holding one (Mender 5.x's state data
-    # names them) is finished as its rows say, and leaves it on the first transition.
-    BEFORE_ARTIFACT_INSTALL_ENTER = "Before_ArtifactInstall_Enter"
-    BEFORE_ARTIFACT_COMMIT_LEAVE = "Before_ArtifactCommit_Leave"
+    #: Done (committed, or rolled back): only the store's final record is left to write.
     CLEANUP = "Cleanup"
 
 
@@ -135,6 +150,8 @@ class Event(str, Enum):
     FAILED = "failed"
     #: Found before a request: the bootloader has already ended the update's trial.
     TRIAL_ENDED = "trial ended"
+    #: Request of a front end: finish the operation that stopped (Mender 5.x's ``resume``).
+    RESUME = "resume"
 
 
 class Persist(Enum):
@@ -150,6 +167,10 @@ class Persist(Enum):
     STATE_FAILED = "the new state, marked failed"
     #: The new state, and that the update was rolled back.
     STATE_ROLLED_BACK = "the new state, marked rolled back"
+    #: The new state of a committed update; marked failed when a script whose failure is
+    #: ignored failed in this walk (so that :data:`COMMIT` says ``_INCONSISTENT`` even when the
+    #: walk stops before it and is resumed).
+    STATE_COMMITTED = "the new state, marked failed if an ignored script failed"
     #: The update made current (provides applied; ``_INCONSISTENT`` when a script whose failure
     #: is ignored failed on the way) and forgotten, in one write.
     COMMIT = "make it current and forget it"
@@ -178,20 +199,22 @@ class Go(NamedTuple):
     enter: tuple[Script, ...] = ()
 
 
-class Branch(NamedTuple):
-    """Two transitions for one state and event: which one depends on whether the update failed."""
-
-    failed: Go
-    not_failed: Go
-
-
 class Refuse(NamedTuple):
     """The request is refused in this state, and nothing changes. ``{name}`` in the texts is
-    the pending update's Artifact name."""
+    the pending update's Artifact name, ``{tool}`` the command the user runs."""
 
     error: type[StateError]
     message: str
     hint: str | None = None
+
+
+class Branch(NamedTuple):
+    """Two rows for one state and event: which one depends on a flag of the pending update
+    (``failed`` or ``rolled_back``)."""
+
+    flag: str
+    yes: Go | Refuse
+    no: Go | Refuse
 
 
 class FinishFirst(NamedTuple):
@@ -220,23 +243,43 @@ def _rollback(persist: Persist, *leave: str) -> Go:
 RESTING = frozenset({S.IDLE, S.BEFORE_ARTIFACT_COMMIT_ENTER})
 #: The states the store records (a pending update exists in each of them).
 STORED = frozenset(set(S) - {S.IDLE, S.DOWNLOAD})
-#: Stored states pymender never writes (Mender's names, finished when found).
-READ_ONLY = frozenset({S.BEFORE_ARTIFACT_INSTALL_ENTER, S.BEFORE_ARTIFACT_COMMIT_LEAVE, S.CLEANUP})
+#: Mender 5.x's ``--stop-before`` names and the state a walk asked to stop there rests in:
+#: recorded, with nothing of the named state run yet (``resume`` goes on from there).
+STOP_POINTS: dict[str, UpdateState] = {
+    "ArtifactInstall_Enter": S.BEFORE_ARTIFACT_INSTALL_ENTER,
+    "ArtifactCommit_Enter": S.BEFORE_ARTIFACT_COMMIT_ENTER,
+    "ArtifactCommit_Leave": S.BEFORE_ARTIFACT_COMMIT_LEAVE,
+    "ArtifactRollback_Enter": S.ARTIFACT_ROLLBACK_ENTER,
+    "ArtifactFailure_Enter": S.ARTIFACT_FAILURE_ENTER,
+    "Cleanup": S.CLEANUP,
+}
 
 _COMMIT_INTERRUPTED = Refuse(
     StateError, "the commit of {name} was interrupted",
-    "run 'pymender commit' to finish it (or 'pymender rollback'); then install again")
+    "run '{tool} commit' to finish it (or '{tool} rollback'); then install again")
 _INSTALL_INTERRUPTED_COMMIT = Refuse(
     StateError, "the installation of {name} was interrupted and cannot be committed",
-    "run 'pymender rollback' or install it again")
+    "run '{tool} rollback' or install it again")
+_INSTALL_STOPPED_COMMIT = Refuse(
+    StateError, "the installation of {name} stopped before the bootloader was switched, so there is nothing "
+    "to commit yet", "run '{tool} resume' to finish the installation, or '{tool} rollback'")
 _ROLLBACK_INTERRUPTED_COMMIT = Refuse(
-    StateError, "a rollback of {name} was interrupted", "run 'pymender rollback' to finish it")
+    StateError, "a rollback of {name} was interrupted", "run '{tool} rollback' to finish it")
+_ROLLED_BACK_NOT_RECORDED = Refuse(
+    StateError, "{name} was rolled back, and that is not recorded yet", "run '{tool} rollback' to finish it")
+_COMMITTED_NOT_RECORDED = Refuse(
+    StateError, "{name} is committed, and that is not recorded yet", "run '{tool} commit' to finish it")
 _UNDO_INSTALL = FinishFirst(E.ROLLBACK, "An earlier installation of {name} was interrupted; undoing it first.")
 _UNDO_ROLLBACK = FinishFirst(E.ROLLBACK, "An earlier rollback of {name} was interrupted; undoing it first.")
+_RECORD_FIRST = FinishFirst(E.RESUME, "An earlier operation on {name} was interrupted at its end; finishing it first.")
 _TO_FAILURE = Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_ROLLED_BACK, _scripts("ArtifactRollback_Leave"),
                  _scripts("ArtifactFailure_Enter"))
 _COMMITTING = Go(S.ARTIFACT_COMMIT_ENTER, Persist.STATE, (), _scripts("ArtifactCommit_Enter"))
 _COMMIT_LEAVING = Go(S.ARTIFACT_COMMIT_LEAVE, Persist.STATE, (), _scripts("ArtifactCommit_Leave"))
+_INSTALLING = Go(S.ARTIFACT_INSTALL_ENTER, Persist.STATE, (), _scripts("ArtifactInstall_Enter"))
+_ROLLING_BACK = _rollback(Persist.STATE)
+_FAILING_AGAIN = Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_ROLLED_BACK, (), _scripts("ArtifactFailure_Enter"))
+_RECORDING = Branch("rolled_back", yes=Go(S.IDLE, Persist.FORGET), no=Go(S.IDLE, Persist.COMMIT))
 
 #: (state, event) -> what happens. A pair that is not here cannot happen (a programming error).
 TABLE: dict[tuple[UpdateState, Event], Row] = {
@@ -244,57 +287,68 @@ TABLE: dict[tuple[UpdateState, Event], Row] = {
     (S.IDLE, E.INSTALL): Go(S.DOWNLOAD, Persist.NOTHING, (), _scripts("Download_Enter")),
     (S.IDLE, E.COMMIT): Refuse(NothingToDoError, "there is nothing to commit: no update in progress"),
     (S.IDLE, E.ROLLBACK): Refuse(NothingToDoError, "there is nothing to roll back: no update in progress"),
+    (S.IDLE, E.RESUME): Refuse(NothingToDoError, "there is nothing to resume: no update in progress"),
     # --- install
-    (S.DOWNLOAD, E.DONE): Go(S.ARTIFACT_INSTALL_ENTER, Persist.BEGIN, _scripts("Download_Leave"),
-                             _scripts("ArtifactInstall_Enter")),
+    (S.DOWNLOAD, E.DONE): Go(S.BEFORE_ARTIFACT_INSTALL_ENTER, Persist.BEGIN, _scripts("Download_Leave")),
     (S.DOWNLOAD, E.EMPTY_PAYLOAD): Go(S.IDLE, Persist.RECORD, _scripts("Download_Leave")),
     (S.DOWNLOAD, E.FAILED): Go(S.IDLE, Persist.NOTHING, _scripts("Download_Error")),
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.DONE): _INSTALLING,
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.RESUME): _INSTALLING,
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.INSTALL): _UNDO_INSTALL,
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.COMMIT): _INSTALL_STOPPED_COMMIT,
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
     (S.ARTIFACT_INSTALL_ENTER, E.DONE): Go(S.BEFORE_ARTIFACT_COMMIT_ENTER, Persist.STATE,
                                            _scripts("ArtifactInstall_Leave")),
     (S.ARTIFACT_INSTALL_ENTER, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactInstall_Error"),
     (S.ARTIFACT_INSTALL_ENTER, E.INSTALL): _UNDO_INSTALL,
     (S.ARTIFACT_INSTALL_ENTER, E.COMMIT): _INSTALL_INTERRUPTED_COMMIT,
     (S.ARTIFACT_INSTALL_ENTER, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
+    (S.ARTIFACT_INSTALL_ENTER, E.RESUME): _rollback(Persist.STATE_FAILED),  # as Mender 5.x: undone
     # --- installed, waiting for the reboot and the commit
     (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.INSTALL): Refuse(
         StateError, "an update ({name}) is already installed and waiting for a commit",
-        "reboot into it and run 'pymender commit', or run 'pymender rollback'; then install again"),
+        "reboot into it and run '{tool} commit', or run '{tool} rollback'; then install again"),
     (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.COMMIT): _COMMITTING,
-    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.ROLLBACK): _rollback(Persist.STATE),
+    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.RESUME): _COMMITTING,  # as Mender 5.x: resuming commits
+    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.ROLLBACK): _ROLLING_BACK,
     (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.TRIAL_ENDED): _rollback(Persist.STATE_FAILED),
     # --- commit
     (S.ARTIFACT_COMMIT_ENTER, E.COMMIT): _COMMITTING,  # again, after an interrupted commit
-    (S.ARTIFACT_COMMIT_ENTER, E.DONE): _COMMIT_LEAVING,
+    (S.ARTIFACT_COMMIT_ENTER, E.DONE): Go(S.BEFORE_ARTIFACT_COMMIT_LEAVE, Persist.STATE),
     (S.ARTIFACT_COMMIT_ENTER, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactCommit_Error"),
     (S.ARTIFACT_COMMIT_ENTER, E.TRIAL_ENDED): _rollback(Persist.STATE_FAILED, "ArtifactCommit_Error"),
     (S.ARTIFACT_COMMIT_ENTER, E.INSTALL): _COMMIT_INTERRUPTED,
-    (S.ARTIFACT_COMMIT_ENTER, E.ROLLBACK): _rollback(Persist.STATE),
+    (S.ARTIFACT_COMMIT_ENTER, E.ROLLBACK): _ROLLING_BACK,
+    (S.ARTIFACT_COMMIT_ENTER, E.RESUME): _rollback(Persist.STATE_FAILED),  # as Mender 5.x: undone
+    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.DONE): _COMMIT_LEAVING,
+    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.COMMIT): _COMMIT_LEAVING,
+    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.RESUME): _COMMIT_LEAVING,
+    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.INSTALL): _COMMIT_INTERRUPTED,
+    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.ROLLBACK): _ROLLING_BACK,
     (S.ARTIFACT_COMMIT_LEAVE, E.COMMIT): _COMMIT_LEAVING,  # again, after an interrupted commit
-    (S.ARTIFACT_COMMIT_LEAVE, E.DONE): Go(S.IDLE, Persist.COMMIT),
+    (S.ARTIFACT_COMMIT_LEAVE, E.RESUME): _COMMIT_LEAVING,
+    (S.ARTIFACT_COMMIT_LEAVE, E.DONE): Go(S.CLEANUP, Persist.STATE_COMMITTED),
     (S.ARTIFACT_COMMIT_LEAVE, E.INSTALL): _COMMIT_INTERRUPTED,
-    (S.ARTIFACT_COMMIT_LEAVE, E.ROLLBACK): _rollback(Persist.STATE),
+    (S.ARTIFACT_COMMIT_LEAVE, E.ROLLBACK): _ROLLING_BACK,
     # --- rollback, and the failure path
-    (S.ARTIFACT_ROLLBACK_ENTER, E.ROLLBACK): _rollback(Persist.STATE),  # again, after a crash
+    (S.ARTIFACT_ROLLBACK_ENTER, E.ROLLBACK): _ROLLING_BACK,  # again, after a crash
+    (S.ARTIFACT_ROLLBACK_ENTER, E.RESUME): _ROLLING_BACK,
     (S.ARTIFACT_ROLLBACK_ENTER, E.DONE): Branch(
-        failed=_TO_FAILURE,
-        not_failed=Go(S.IDLE, Persist.FORGET, _scripts("ArtifactRollback_Leave"))),
+        "failed", yes=_TO_FAILURE,
+        no=Go(S.CLEANUP, Persist.STATE_ROLLED_BACK, _scripts("ArtifactRollback_Leave"))),
     (S.ARTIFACT_ROLLBACK_ENTER, E.INSTALL): _UNDO_ROLLBACK,
     (S.ARTIFACT_ROLLBACK_ENTER, E.COMMIT): _ROLLBACK_INTERRUPTED_COMMIT,
-    (S.ARTIFACT_FAILURE_ENTER, E.ROLLBACK): Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_ROLLED_BACK, (),
-                                               _scripts("ArtifactFailure_Enter")),  # again
-    (S.ARTIFACT_FAILURE_ENTER, E.DONE): Go(S.IDLE, Persist.FORGET, _scripts("ArtifactFailure_Leave")),
+    (S.ARTIFACT_FAILURE_ENTER, E.ROLLBACK): _FAILING_AGAIN,
+    (S.ARTIFACT_FAILURE_ENTER, E.RESUME): _FAILING_AGAIN,
+    (S.ARTIFACT_FAILURE_ENTER, E.DONE): Go(S.CLEANUP, Persist.STATE, _scripts("ArtifactFailure_Leave")),
     (S.ARTIFACT_FAILURE_ENTER, E.INSTALL): _UNDO_ROLLBACK,
     (S.ARTIFACT_FAILURE_ENTER, E.COMMIT): _ROLLBACK_INTERRUPTED_COMMIT,
-    # --- read only: Mender's states, finished as their neighbours are
-    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.INSTALL): _UNDO_INSTALL,
-    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.COMMIT): _INSTALL_INTERRUPTED_COMMIT,
-    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
-    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.COMMIT): _COMMIT_LEAVING,
-    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.INSTALL): _COMMIT_INTERRUPTED,
-    (S.BEFORE_ARTIFACT_COMMIT_LEAVE, E.ROLLBACK): _rollback(Persist.STATE),
-    (S.CLEANUP, E.ROLLBACK): Go(S.IDLE, Persist.FORGET),
-    (S.CLEANUP, E.INSTALL): _UNDO_ROLLBACK,
-    (S.CLEANUP, E.COMMIT): _ROLLBACK_INTERRUPTED_COMMIT,
+    # --- the end: committed or rolled back, the final record left to write
+    (S.CLEANUP, E.DONE): _RECORDING,
+    (S.CLEANUP, E.RESUME): _RECORDING,
+    (S.CLEANUP, E.INSTALL): _RECORD_FIRST,
+    (S.CLEANUP, E.COMMIT): Branch("rolled_back", yes=_ROLLED_BACK_NOT_RECORDED, no=Go(S.IDLE, Persist.COMMIT)),
+    (S.CLEANUP, E.ROLLBACK): Branch("rolled_back", yes=Go(S.IDLE, Persist.FORGET), no=_COMMITTED_NOT_RECORDED),
 }
 
 #: The work of a state: returns the event that ends it (None: DONE), raises when it failed.
@@ -309,9 +363,12 @@ class Flow:
     before one is recorded, :meth:`prepare` gives the one to record.
     """
 
-    def __init__(self, store: StateStore, runner_for: Callable[[PendingUpdate | None], ScriptRunner]) -> None:
+    def __init__(self, store: StateStore, runner_for: Callable[[PendingUpdate | None], ScriptRunner],
+                 *, tool: str = "pymender") -> None:
         self.store = store
         self.runner_for = runner_for
+        #: The command named in the hints of refusals (``pymender``, ``mender-update``).
+        self.tool = tool
         self.pending = store.pending()
         self.state = UpdateState.IDLE if self.pending is None else stored_state(self.pending, store)
         #: Failures of scripts whose failures are ignored, in this walk (see Persist.COMMIT).
@@ -319,6 +376,10 @@ class Flow:
         #: The first failure of this walk and the state it happened in.
         self.failure: Exception | None = None
         self.failed_in: UpdateState | None = None
+        #: Every transition taken by this flow, in order: (state left, event, state entered).
+        self.trace: list[tuple[UpdateState, Event, UpdateState]] = []
+        #: Whether the last walk stopped at one of its ``stop_before`` states.
+        self.stopped = False
 
     @property
     def name(self) -> str:
@@ -342,7 +403,7 @@ class Flow:
         except KeyError:
             raise RuntimeError(f"no transition from {self.state.value} on {event.value}") from None
         if isinstance(row, Branch):
-            return row.failed if self.pending is not None and self.pending.failed else row.not_failed
+            return row.yes if self.pending is not None and getattr(self.pending, row.flag) else row.no
         return row
 
     # --- moving -------------------------------------------------------------------------------
@@ -353,16 +414,17 @@ class Flow:
         operation first (saying so) when the table says so. Then the request can be walked."""
         row = self.row(request)
         if isinstance(row, Refuse):
-            raise row.error(row.message.format(name=self.name),
-                            hint=row.hint.format(name=self.name) if row.hint else None)
+            words = {"name": self.name, "tool": self.tool}
+            raise row.error(row.message.format(**words), hint=row.hint.format(**words) if row.hint else None)
         if isinstance(row, FinishFirst):
             if say is not None:
                 say(row.note.format(name=self.name))
             self.walk(row.event, work)
 
-    def advance(self, event: Event) -> ScriptError | None:
+    def advance(self, event: Event, *, enter: bool = True) -> ScriptError | None:
         """Take the transition of :data:`TABLE` for the current state and ``event``: run the
-        scripts of the state left, persist, run the scripts of the state entered.
+        scripts of the state left, persist, run the scripts of the state entered (not with
+        ``enter=False``: the walk stops before them).
 
         Returns the error of a script that failed (one whose failure is not ignored), and then
         stops: the update is in the state it was in (a script of the state left) or in the new
@@ -376,10 +438,12 @@ class Flow:
         if error is not None:
             return error
         self._persist(row)
+        self.trace.append((self.state, event, row.to))
         self.state = row.to
-        return self._run(row.enter)
+        return self._run(row.enter) if enter else None
 
-    def walk(self, event: Event, work: Mapping[UpdateState, Work] | None = None) -> None:
+    def walk(self, event: Event, work: Mapping[UpdateState, Work] | None = None,
+             stop_before: Collection[UpdateState] = ()) -> None:
         """Advance with ``event``, then on and on: in each state its ``work`` (if any) runs and
         the event it ends with (DONE, or FAILED when it raises) moves the update on, until it
         rests (:data:`RESTING`).
@@ -389,12 +453,25 @@ class Flow:
         it happened in, :attr:`failed_in`, tell the caller what failed). A failure for which the
         table has no FAILED transition (on the failure path itself) stops the walk at once, in
         a state the store has recorded, and is raised.
+
+        ``stop_before`` (states of :data:`STOP_POINTS`): the walk stops when the update gets
+        there, recorded, before anything of the state runs (its Enter scripts, its work), and
+        :attr:`stopped` says so; an update already there does not move. A later walk with
+        :data:`Event.RESUME` goes on from there.
         """
         work = work or {}
-        self.ignored, self.failure, self.failed_in = [], None, None
+        self.ignored, self.failure, self.failed_in, self.stopped = [], None, None, False
+        if self.state in stop_before:
+            self.stopped = True
+            return
         while True:
-            error: Exception | None = self.advance(event)
+            row = self.row(event)
+            stop = isinstance(row, Go) and row.to in stop_before
+            error: Exception | None = self.advance(event, enter=not stop)
             if error is None:
+                if stop:
+                    self.stopped = True
+                    break
                 if self.state in RESTING:
                     break
                 step = work.get(self.state)
@@ -448,12 +525,28 @@ class Flow:
             self.pending = store.update_pending(state=row.to.value, failed=True)
         elif kind is Persist.STATE_ROLLED_BACK:
             self.pending = store.update_pending(state=row.to.value, rolled_back=True)
+        elif kind is Persist.STATE_COMMITTED:
+            self.pending = store.update_pending(state=row.to.value, failed=bool(self.ignored) or pending.failed)
         elif kind is Persist.COMMIT:
-            store.commit_pending(inconsistent=bool(self.ignored))
+            store.commit_pending(inconsistent=bool(self.ignored) or pending.failed)
         elif kind is Persist.RECORD:
             store.set_current(apply_update(store.current(), pending))
         elif kind is Persist.FORGET:
             store.discard_pending()
+
+
+#: The names ``--stop-before`` accepts, in Mender's order.
+STOPPABLE = tuple(STOP_POINTS)
+
+
+def stop_points(names: Collection[str]) -> frozenset[UpdateState]:
+    """The states of Mender's ``--stop-before`` names; an unknown name is a usage error,
+    refused before anything happens."""
+    unknown = [name for name in names if name not in STOP_POINTS]
+    if unknown:
+        raise UsageError(f"cannot stop before {', '.join(unknown)}: not a state the update can stop before",
+                         hint=f"use one of {', '.join(STOPPABLE)}")
+    return frozenset(STOP_POINTS[name] for name in names)
 
 
 def stored_state(pending: PendingUpdate, store: StateStore) -> UpdateState:
@@ -476,8 +569,9 @@ def _one_line(err: Exception) -> str:
 
 
 __all__ = [
-    "READ_ONLY",
     "RESTING",
+    "STOPPABLE",
+    "STOP_POINTS",
     "STORED",
     "TABLE",
     "Branch",
@@ -490,5 +584,6 @@ __all__ = [
     "Script",
     "UpdateState",
     "Work",
+    "stop_points",
     "stored_state",
 ]

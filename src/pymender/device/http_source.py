@@ -212,7 +212,10 @@ class HttpSource(Source):
             super().close()
 
 
-def tls_context(ca_file: Path | None, insecure: bool) -> ssl.SSLContext:
+def tls_context(ca_file: Path | None, insecure: bool,
+                client_certificate: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """The TLS settings of an https source: the system's CA store plus ``ca_file``, no checks
+    with ``insecure``, and the client certificate and key ``client_certificate`` (PEM files)."""
     context = ssl.create_default_context()
     if ca_file is not None:
         try:
@@ -221,6 +224,15 @@ def tls_context(ca_file: Path | None, insecure: bool) -> ssl.SSLContext:
             raise SourceError(
                 f"cannot load the CA certificates in {ca_file}: {_reason(err)}",
                 hint="check ServerCertificate in the configuration",
+            ) from err
+    if client_certificate is not None:
+        cert, key = client_certificate
+        try:
+            context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        except (OSError, ssl.SSLError) as err:
+            raise SourceError(
+                f"cannot load the client certificate {cert} with its key {key}: {_reason(err)}",
+                hint="check HttpsClient's Certificate and Key in the configuration (PEM files, the key unencrypted)",
             ) from err
     if insecure:
         log.warning("certificate checks are off: the server's identity is not verified")

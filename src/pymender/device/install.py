@@ -1,4 +1,4 @@
-"""Standalone install, commit and rollback: the device's front door, with Mender's semantics.
+"""Standalone install, commit, rollback and resume: the device's front door, with Mender's semantics.
 
 Each operation takes the device lock (two operations never overlap), then asks the update state
 machine (:mod:`pymender.device.flow`, where the states, the transitions and the reasons for
@@ -6,12 +6,13 @@ their order are described) to walk from the request, giving it the work of each 
 Download (:mod:`pymender.device.download`) and the bootloader switches of the rootfs-image
 payload (:mod:`pymender.device.payloads.rootfs_image`). What is left here is what a user reads:
 the lines reported, the refusals that depend on where the device runs, and the errors named
-after the step that failed.
+after the step that failed. Before ``install``, ``show-artifact`` and ``show-provides`` a
+bootstrap Artifact waiting in the data store is installed first, as Mender 4.x and 5.x do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,6 +26,7 @@ from pymender.device.payloads.rootfs_image import RootfsImage, Target, Trial, Tr
 from pymender.device.scripts import ScriptRunner
 from pymender.device.store import PendingUpdate, StateStore
 from pymender.errors import DeviceError, PymenderError, StateError
+from pymender.sysio import fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,6 +42,12 @@ Progress = Callable[[int, int | None], None]
 #: States in which the bootloader's trial of the pending update may have ended on its own.
 _ON_TRIAL = (UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER, UpdateState.ARTIFACT_COMMIT_ENTER)
 
+#: What ``commit`` does before the reboot into the new system (see :meth:`Updater.commit`):
+#: refuse and change nothing (``pymender``), or abandon the update as Mender 5.x does
+#: (``mender-update``).
+REFUSE = "refuse"
+ABANDON = "abandon"
+
 
 # Named tuples rather than dataclasses: importing dataclasses costs every command start-up time.
 
@@ -51,11 +59,14 @@ class InstallResult(NamedTuple):
     #: True when nothing waits for a commit (bootstrap Artifacts are recorded at once).
     committed: bool
     reboot_required: bool
+    #: True when the walk stopped where ``--stop-before`` asked (``resume`` goes on).
+    stopped: bool = False
 
 
 class CommitResult(NamedTuple):
     artifact_name: str
     inconsistent: bool
+    stopped: bool = False
 
 
 class RollbackResult(NamedTuple):
@@ -63,6 +74,16 @@ class RollbackResult(NamedTuple):
     artifact_name: str
     #: The Artifact that stays installed.
     current: str
+    reboot_required: bool
+    stopped: bool = False
+
+
+class ResumeResult(NamedTuple):
+    #: The Artifact of the operation that was finished.
+    artifact_name: str
+    #: Where the update is now: ``installed`` (waiting for the reboot and the commit),
+    #: ``committed``, ``rolled back`` or ``stopped`` (at a ``--stop-before`` state).
+    outcome: str
     reboot_required: bool
 
 
@@ -76,13 +97,20 @@ def _prefixed(err: BaseException, prefix: str, hint: str | None = None) -> BaseE
     return err
 
 
+def _waiting_for_commit(flow: Flow) -> bool:
+    return flow.state is UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER
+
+
 class Updater:
     """The standalone updater of one device, as configured by ``config``.
 
     ``report`` receives the lines a user should read (the CLI prints them); ``progress`` is
-    called with (bytes read, total or None) while the Artifact streams in. ``source_options``
-    go to :func:`~pymender.device.sources.open_source` (retries, backoff, timeout, sleep), and
+    called with (bytes read, total or None) while the Artifact streams in; ``on_header`` once
+    the Artifact's header has passed the format and signature checks. ``tool`` is the command
+    named in hints (``pymender``, ``mender-update``). ``source_options`` go to
+    :func:`~pymender.device.sources.open_source` (retries, backoff, timeout, sleep), and
     ``proc``/``dev`` to the discovery of the running root device; both exist for tests.
+    :attr:`last_flow` is the walk of the last operation, for front ends that report its steps.
     """
 
     def __init__(
@@ -91,19 +119,25 @@ class Updater:
         *,
         report: Report | None = None,
         progress: Progress | None = None,
+        on_header: Callable[[], None] | None = None,
+        tool: str = "pymender",
         source_options: Mapping[str, Any] | None = None,
         bootenv: BootEnv | None = None,
         proc: Path = Path("/proc"),
         dev: Path = Path("/dev"),
     ) -> None:
         self.config = config
-        self.store = StateStore(config.data_dir, artifact_info=config.artifact_info_file)
+        self.store = StateStore(config.data_dir, artifact_info=config.artifact_info_file,
+                                mender_store=config.mender_store)
         self._report = report or (lambda line: log.info("%s", line))
         self._progress = progress
+        self._on_header = on_header
+        self.tool = tool
         self._source_options = dict(source_options or {})
         self._bootenv = bootenv
         self._proc = proc
         self._dev = dev
+        self.last_flow: Flow | None = None
 
     # --- pieces ----------------------------------------------------------------------------------
 
@@ -135,7 +169,25 @@ class Updater:
         )
 
     def _flow(self) -> Flow:
-        return Flow(self.store, self._runner)
+        self._take_over_mender_update()
+        self.last_flow = Flow(self.store, self._runner, tool=self.tool)
+        return self.last_flow
+
+    def _take_over_mender_update(self) -> None:
+        """Before pymender's first record: an update Mender's client installed and left waiting
+        for its commit becomes pymender's pending update (:mod:`pymender.device.mender_takeover`);
+        one in another state is refused before anything changes."""
+        record = self.store.mender_update()
+        if record is None:
+            return
+        from pymender.device.mender_takeover import pending_from_mender
+
+        rootfs = self._rootfs()
+        pending = pending_from_mender(record, rootfs.partitions(), rootfs.bootenv.read(),
+                                      scripts_dir=self.config.artifact_scripts_dir, store=self.config.mender_store)
+        self.store.take_over(pending)
+        self._report(f"Took over the update of {pending.artifact_name} that Mender's client installed to "
+                     f"{pending.partition} and left waiting for its commit.")
 
     def _lock(self) -> DeviceLock:
         return DeviceLock(self.config.data_dir)
@@ -154,77 +206,140 @@ class Updater:
         parts = rootfs.partitions()
         return parts, parts.named(flow.pending.previous_partition, "previous")
 
+    def _switch(self, flow: Flow, rootfs: RootfsImage) -> None:
+        """ArtifactInstall's work: switch the bootloader to the partition the pending update was
+        written to, once the device still runs the one it replaced and no trial is open."""
+        pending = flow.pending
+        assert pending is not None
+        target = rootfs.target()
+        if target.partitions.named(pending.partition, "new") != target.partition:
+            raise DeviceError(
+                f"{pending.artifact_name} was written to {pending.partition}, but that is now the running "
+                f"partition", hint=f"run '{self.tool} rollback' and install it again")
+        rootfs.install(target.partition)
+
+    def _rollback_work(self, flow: Flow, rootfs: RootfsImage) -> Callable[[], None]:
+        """ArtifactRollback's work: the bootloader boots the partition the update replaced."""
+        def work() -> None:
+            _, previous = self._previous(flow, rootfs)
+            rootfs.rollback(previous)
+        return work
+
+    # --- the bootstrap Artifact ------------------------------------------------------------------
+
+    def bootstrap(self) -> str | None:
+        """Install the bootstrap Artifact (``<DataDir>/bootstrap.mender``) when no installed
+        Artifact is recorded yet, then remove the file, as Mender 4.x and 5.x do; returns its
+        name, or None when there was nothing to install.
+
+        Its signature is not checked (it comes with the image, as with Mender); its device type
+        and depends are. When it cannot be installed, the file stays and nothing changes. While
+        an update Mender's client installed is in progress, it waits.
+        """
+        path = self.config.bootstrap_artifact
+        if not path.exists():
+            return None
+        with self._lock():
+            name = None
+            if not self.store.has_name() and self.store.mender_update() is not None:
+                log.info("an update Mender's client installed is in progress: the bootstrap Artifact %s waits", path)
+                return None
+            if not self.store.has_name():
+                log.info("installing the bootstrap Artifact %s", path)
+                name = self._install(str(path), verifiers=[], bootstrap=True).artifact_name
+            else:
+                log.info("an installed Artifact is recorded: the bootstrap Artifact %s is not needed", path)
+            try:
+                path.unlink()
+                fsync_dir(path.parent)
+            except OSError as err:
+                log.warning("cannot remove the bootstrap Artifact %s: %s", path, err.strerror or err)
+            return name
+
     # --- queries ---------------------------------------------------------------------------------
 
     def show_artifact(self) -> str:
         """The installed Artifact: never a pending one, nor one that failed."""
+        self.bootstrap()
         return self.store.current().artifact_name
 
     def show_provides(self) -> dict[str, str]:
+        self.bootstrap()
         return dict(sorted(self.store.current().all_provides().items()))
 
     # --- install ---------------------------------------------------------------------------------
 
-    def install(self, uri: str) -> InstallResult:
-        """Install the Artifact at ``uri`` (the walk is described in :mod:`pymender.device.flow`)."""
+    def install(self, uri: str, *, stop_before: Collection[UpdateState] = ()) -> InstallResult:
+        """Install the Artifact at ``uri`` (the walk is described in :mod:`pymender.device.flow`),
+        after a waiting bootstrap Artifact."""
+        self.bootstrap()
         with self._lock():
-            flow = self._flow()
-            rootfs = self._rootfs()
-            if flow.state is not UpdateState.IDLE:
-                self._settle_before_install(flow, rootfs)
-            device_type = read_device_type(self.config.device_type_file)
+            return self._install(uri, verifiers=None, stop_before=stop_before)
+
+    def _install(self, uri: str, *, verifiers: list[Any] | None, bootstrap: bool = False,
+                 stop_before: Collection[UpdateState] = ()) -> InstallResult:
+        flow = self._flow()
+        rootfs = self._rootfs()
+        if flow.state is not UpdateState.IDLE:
+            self._settle_before_install(flow, rootfs)
+        device_type = read_device_type(self.config.device_type_file)
+        if verifiers is None:
             verifiers = self._verifiers()
-            current = self.store.current()
-            from pymender.device.download import download
-            from pymender.device.sources import open_source
+        current = self.store.current()
+        from pymender.device.download import download
+        from pymender.device.sources import open_source
 
-            source = open_source(
-                uri, ca_file=self.config.server_certificate, insecure=self.config.skip_verify,
-                **self._source_options,
-            )
-            targets: list[Target | None] = []
+        source = open_source(
+            uri, ca_file=self.config.server_certificate, insecure=self.config.skip_verify,
+            client_certificate=self._client_certificate(), **self._source_options,
+        )
+        report = self._report if not bootstrap else (lambda line: log.info("%s", line))
+        targets: list[Target | None] = []
 
-            def download_step() -> Event | None:
-                update, target = download(
-                    source, config=self.config, handler=rootfs, verifiers=verifiers, device_type=device_type,
-                    current=current, report=self._report, progress=self._progress)
-                flow.prepare(update)
-                targets.append(target)
-                return Event.EMPTY_PAYLOAD if target is None else None
+        def download_step() -> Event | None:
+            update, target = download(
+                source, config=self.config, handler=rootfs, verifiers=verifiers, device_type=device_type,
+                current=current, report=report, progress=self._progress, empty_only=bootstrap,
+                on_header=None if bootstrap else self._on_header)
+            flow.prepare(update)
+            targets.append(target)
+            return Event.EMPTY_PAYLOAD if target is None else None
 
-            def install_step() -> None:
-                target = targets[0]
-                assert target is not None
-                rootfs.install(target.partition)
-
-            def rollback_step() -> None:  # the failure path of an install that got this far
-                target = targets[0]
-                assert target is not None
-                rootfs.rollback(target.partitions.active)
-
-            with source:
-                size = f" of size {source.size}" if source.size is not None else ""
-                self._report(f"Installing Artifact{size} from {source.name}...")
-                try:
-                    flow.walk(Event.INSTALL, {UpdateState.DOWNLOAD: download_step,
-                                              UpdateState.ARTIFACT_INSTALL_ENTER: install_step,
-                                              UpdateState.ARTIFACT_ROLLBACK_ENTER: rollback_step})
-                except Exception as err:
-                    if err is flow.failure and flow.failed_in is UpdateState.ARTIFACT_INSTALL_ENTER \
-                            and flow.state is UpdateState.IDLE:
-                        raise _prefixed(err, f"installing {flow.name} failed and was rolled back",
-                                        hint="the device keeps running the current system; see the log") from err
-                    raise
+        with source:
+            size = f" of size {source.size}" if source.size is not None else ""
+            report(f"Installing Artifact{size} from {source.name}...")
+            try:
+                flow.walk(Event.INSTALL, {UpdateState.DOWNLOAD: download_step,
+                                          UpdateState.ARTIFACT_INSTALL_ENTER: lambda: self._switch(flow, rootfs),
+                                          UpdateState.ARTIFACT_ROLLBACK_ENTER: self._rollback_work(flow, rootfs)},
+                          stop_before)
+            except Exception as err:
+                if err is flow.failure and flow.failed_in is UpdateState.ARTIFACT_INSTALL_ENTER \
+                        and flow.state is UpdateState.IDLE:
+                    raise _prefixed(err, f"installing {flow.name} failed and was rolled back",
+                                    hint="the device keeps running the current system; see the log") from err
+                if bootstrap:
+                    raise _prefixed(err, f"the bootstrap Artifact {uri} cannot be installed",
+                                    hint="replace or remove it; nothing was changed") from err
+                raise
         name = flow.name
         target = targets[0]
         if target is None:
-            self._report(f"Artifact {name} has an empty payload: recorded its name and provides. Nothing else to do.")
+            report(f"Artifact {name} has an empty payload: recorded its name and provides. Nothing else to do.")
             return InstallResult(name, None, committed=True, reboot_required=False)
         new = target.partition
-        self._report(f"Installed {name} to {new.path} (partition {new.number}); not committed yet.")
-        self._report(f"Reboot to try the new system, then run 'pymender commit' to keep it. If it does not work, "
-                     f"reboot again or run 'pymender rollback' to return to {self.store.current().artifact_name}.")
+        if flow.stopped:
+            report(f"Wrote {name} to {new.path} (partition {new.number}) and stopped before switching the "
+                   f"bootloader: run '{self.tool} resume' to go on, or '{self.tool} rollback'.")
+            return InstallResult(name, new.path, committed=False, reboot_required=False, stopped=True)
+        self._report_installed(name, new)
         return InstallResult(name, new.path, committed=False, reboot_required=True)
+
+    def _report_installed(self, name: str, new: Partition) -> None:
+        self._report(f"Installed {name} to {new.path} (partition {new.number}); not committed yet.")
+        self._report(f"Reboot to try the new system, then run '{self.tool} commit' to keep it. If it does not "
+                     f"work, reboot again or run '{self.tool} rollback' to return to "
+                     f"{self.store.current().artifact_name}.")
 
     def _verifiers(self) -> list[Any]:
         if not self.config.artifact_verify_keys:
@@ -232,6 +347,10 @@ class Updater:
         from pymender.artifact.signing import load_verifier
 
         return [load_verifier(path) for path in self.config.artifact_verify_keys]
+
+    def _client_certificate(self) -> tuple[Path, Path] | None:
+        cert, key = self.config.https_client_certificate, self.config.https_client_key
+        return (cert, key) if cert is not None and key is not None else None
 
     def _settle_before_install(self, flow: Flow, rootfs: RootfsImage) -> None:
         """Make way for an install: a pending update whose trial the bootloader ended has failed
@@ -245,64 +364,84 @@ class Updater:
                          "and was rolled back.")
             return
         if isinstance(flow.row(Event.INSTALL), FinishFirst):
-            _, previous = self._previous(flow, rootfs)
-            flow.start(Event.INSTALL, {UpdateState.ARTIFACT_ROLLBACK_ENTER: lambda: rootfs.rollback(previous)},
+            self._previous(flow, rootfs)  # refused here, before anything, when it cannot be undone
+            flow.start(Event.INSTALL, {UpdateState.ARTIFACT_ROLLBACK_ENTER: self._rollback_work(flow, rootfs)},
                        say=self._report)
         else:
             flow.start(Event.INSTALL)
 
     # --- commit ----------------------------------------------------------------------------------
 
-    def commit(self) -> CommitResult:
-        """Make the running new system permanent (see :mod:`pymender.device.flow`)."""
+    def commit(self, *, stop_before: Collection[UpdateState] = (), before_reboot: str = REFUSE) -> CommitResult:
+        """Make the running new system permanent (see :mod:`pymender.device.flow`).
+
+        Before the reboot into the new system (the device still runs the previous one),
+        ``before_reboot`` decides: :data:`REFUSE` changes nothing and says to reboot first;
+        :data:`ABANDON` does what Mender 5.x does: the commit fails, the update is rolled back
+        and forgotten (exit 1), and it has to be installed again.
+        """
         with self._lock():
             flow = self._flow()
             flow.start(Event.COMMIT)  # refused when nothing, or an unfinished install or rollback, is pending
-            pending = flow.pending
-            assert pending is not None
-            rootfs = self._rootfs()
-            view = rootfs.trial(pending)
-            name, old_name = pending.artifact_name, self.store.current().artifact_name
-            if view.trial is Trial.NOT_BOOTED:
+            return self._commit(flow, Event.COMMIT, stop_before, before_reboot)
+
+    def _commit(self, flow: Flow, event: Event, stop_before: Collection[UpdateState], before_reboot: str
+                ) -> CommitResult:
+        pending = flow.pending
+        assert pending is not None
+        rootfs = self._rootfs()
+        view = rootfs.trial(pending)
+        name, old_name = pending.artifact_name, self.store.current().artifact_name
+        if view.trial is Trial.NOT_BOOTED and before_reboot == REFUSE:
+            raise StateError(
+                f"{name} is installed on {view.new.path} but the device still runs {view.previous.path}",
+                hint=f"reboot into the new system first, then run '{self.tool} commit'",
+            )
+        ended = view.trial is Trial.ENDED and flow.state in _ON_TRIAL
+        abandoned = view.trial is Trial.NOT_BOOTED
+        if view.trial not in (Trial.RUNNING, Trial.NOT_BOOTED) and not ended:
+            raise DeviceError(
+                f"cannot commit {name}: the device runs {view.partitions.active.path} and the bootloader "
+                f"boots {view.boots_next.path} next, but the update was written to {view.new.path}",
+                hint=f"run '{self.tool} rollback'",
+            )
+        self._report(f"Committing Artifact {name}...")
+        try:
+            flow.walk(event, {
+                UpdateState.ARTIFACT_COMMIT_ENTER: lambda: rootfs.commit(pending),
+                UpdateState.ARTIFACT_ROLLBACK_ENTER: lambda: rootfs.rollback(view.previous),
+            }, stop_before)
+        except Exception as err:
+            if err is not flow.failure or flow.state is not UpdateState.IDLE:
+                raise  # the failure path itself failed, or stopped: the next rollback finishes it
+            if ended:
                 raise StateError(
-                    f"{name} is installed on {view.new.path} but the device still runs {view.previous.path}",
-                    hint="reboot into the new system first, then run 'pymender commit'",
-                )
-            ended = view.trial is Trial.ENDED and flow.state in _ON_TRIAL
-            if view.trial is not Trial.RUNNING and not ended:
-                raise DeviceError(
-                    f"cannot commit {name}: the device runs {view.partitions.active.path} and the bootloader "
-                    f"boots {view.boots_next.path} next, but the update was written to {view.new.path}",
-                    hint="run 'pymender rollback'",
-                )
-            self._report(f"Committing Artifact {name}...")
-            try:
-                flow.walk(Event.COMMIT, {
-                    UpdateState.ARTIFACT_COMMIT_ENTER: lambda: rootfs.commit(pending),
-                    UpdateState.ARTIFACT_ROLLBACK_ENTER: lambda: rootfs.rollback(view.previous),
-                })
-            except Exception as err:
-                if err is not flow.failure or flow.state is not UpdateState.IDLE:
-                    raise  # the failure path itself failed: the next rollback finishes it
-                if ended:
-                    raise StateError(
-                        f"the new system did not stay up: the bootloader went back to {view.previous.path}, so "
-                        f"{name} was not committed and {old_name} stays installed",
-                        hint="find out why the new system failed to boot (or was rebooted twice), then install again",
-                    ) from err
-                raise _prefixed(err, f"committing {name} failed and the update was rolled back",
-                                hint=f"reboot to return to {old_name}") from err
-            state = self.store.current()
-            if flow.ignored:
-                self._report(f"Committed {name}, but an ArtifactCommit_Leave script failed; "
-                             f"recorded as {state.artifact_name}.")
-            else:
-                self._report(f"Committed {state.artifact_name}: it is now the installed Artifact.")
-            return CommitResult(state.artifact_name, inconsistent=bool(flow.ignored))
+                    f"the new system did not stay up: the bootloader went back to {view.previous.path}, so "
+                    f"{name} was not committed and {old_name} stays installed",
+                    hint="find out why the new system failed to boot (or was rebooted twice), then install again",
+                ) from err
+            if abandoned:
+                raise StateError(
+                    f"{name} was not committed: the device still runs {view.previous.path}, so the update was "
+                    f"rolled back and {old_name} stays installed",
+                    hint="install it again, reboot into it, then commit",
+                ) from err
+            raise _prefixed(err, f"committing {name} failed and the update was rolled back",
+                            hint=f"reboot to return to {old_name}") from err
+        state = self.store.current()
+        if flow.stopped:
+            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            return CommitResult(name, inconsistent=bool(flow.ignored), stopped=True)
+        if flow.ignored:
+            self._report(f"Committed {name}, but an ArtifactCommit_Leave script failed; "
+                         f"recorded as {state.artifact_name}.")
+        else:
+            self._report(f"Committed {state.artifact_name}: it is now the installed Artifact.")
+        return CommitResult(state.artifact_name, inconsistent=bool(flow.ignored))
 
     # --- rollback --------------------------------------------------------------------------------
 
-    def rollback(self) -> RollbackResult:
+    def rollback(self, *, stop_before: Collection[UpdateState] = ()) -> RollbackResult:
         """Point the bootloader back at the previous system and forget the pending update."""
         with self._lock():
             flow = self._flow()
@@ -317,19 +456,58 @@ class Updater:
                 self._report(f"{name} had already failed: the bootloader went back to {previous.path} before "
                              "it was committed.")
             flow.walk(Event.TRIAL_ENDED if ended else Event.ROLLBACK,
-                      {UpdateState.ARTIFACT_ROLLBACK_ENTER: lambda: rootfs.rollback(previous)})
+                      {UpdateState.ARTIFACT_ROLLBACK_ENTER: lambda: rootfs.rollback(previous)}, stop_before)
             current = self.store.current().artifact_name
             reboot = parts.active != previous
+            if flow.stopped:
+                self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+                return RollbackResult(name, current, reboot_required=False, stopped=True)
             if reboot:
                 self._report(f"Rolled back {name}. Reboot to run {current} again (partition {previous.number}).")
             else:
                 self._report(f"Rolled back {name}. The device keeps running {current}; no reboot needed.")
             return RollbackResult(name, current, reboot_required=reboot)
 
+    # --- resume ----------------------------------------------------------------------------------
+
+    def resume(self, *, stop_before: Collection[UpdateState] = (), before_reboot: str = REFUSE) -> ResumeResult:
+        """Finish the operation that stopped or was interrupted, as Mender 5.x's ``resume`` does:
+        an install stopped before the bootloader switch is finished; an update installed and
+        waiting is committed (as ``commit`` would: ``before_reboot`` applies); an interrupted
+        install or commit is rolled back; a commit that stopped after the bootloader's commit,
+        and a rollback, are finished."""
+        with self._lock():
+            flow = self._flow()
+            flow.start(Event.RESUME)  # refused when nothing is pending
+            name = flow.name
+            if flow.state is UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER:
+                result = self._commit(flow, Event.RESUME, stop_before, before_reboot)
+                return ResumeResult(name, "stopped" if result.stopped else "committed", False)
+            rootfs = self._rootfs()
+            flow.walk(Event.RESUME, {UpdateState.ARTIFACT_INSTALL_ENTER: lambda: self._switch(flow, rootfs),
+                                     UpdateState.ARTIFACT_ROLLBACK_ENTER: self._rollback_work(flow, rootfs)},
+                      stop_before)
+            if flow.stopped:
+                self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+                return ResumeResult(name, "stopped", False)
+            if _waiting_for_commit(flow):
+                assert flow.pending is not None
+                new = self.partitions().named(flow.pending.partition, "new")
+                self._report_installed(name, new)
+                return ResumeResult(name, "installed", True)
+            if flow.pending is not None and flow.pending.rolled_back:
+                self._report(f"Rolled back {name}; {self.store.current().artifact_name} stays installed.")
+                return ResumeResult(name, "rolled back", False)
+            self._report(f"Committed {self.store.current().artifact_name}: it is now the installed Artifact.")
+            return ResumeResult(name, "committed", False)
+
 
 __all__ = [
+    "ABANDON",
+    "REFUSE",
     "CommitResult",
     "InstallResult",
+    "ResumeResult",
     "RollbackResult",
     "Updater",
 ]

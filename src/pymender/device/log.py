@@ -16,6 +16,7 @@ module, which have the same calls (``log.info("%s ...", value)``) and act in one
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 DEBUG = 10
 INFO = 20
@@ -30,16 +31,23 @@ _NAMES = {level: name.upper() for name, level in LEVELS.items()}
 _threshold: int | None = None
 
 
-def write_to_stderr(level: str) -> None:
-    """Write lines at ``level`` (a :data:`LEVELS` name) and above to stderr from now on."""
-    global _threshold
+#: Where lines go after :func:`write_to_stderr` (None: stderr at the time of writing).
+_stream: TextIO | None = None
+
+
+def write_to_stderr(level: str, stream: TextIO | None = None) -> None:
+    """Write lines at ``level`` (a :data:`LEVELS` name) and above to stderr (or to ``stream``,
+    a log file) from now on."""
+    global _threshold, _stream
     _threshold = LEVELS[level]
+    _stream = stream
 
 
 def use_logging() -> None:
     """Hand every line to :mod:`logging` again (the default)."""
-    global _threshold
+    global _threshold, _stream
     _threshold = None
+    _stream = None
 
 
 class Logger:
@@ -69,7 +77,7 @@ class Logger:
 
             logging.getLogger(self.name).log(level, message, *args)
         elif level >= threshold:
-            stream = sys.stderr
+            stream = _stream or sys.stderr
             stream.write(f"{_NAMES[level]}: {message % args if args else message}\n")
             stream.flush()
 

@@ -63,6 +63,7 @@ def open_source(
     *,
     ca_file: Path | None = None,
     insecure: bool = False,
+    client_certificate: tuple[Path, Path] | None = None,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     timeout: float = DEFAULT_TIMEOUT,
@@ -72,7 +73,9 @@ def open_source(
 
     ``uri`` is a local path, a ``file://`` URL, ``-`` (stdin) or an ``http://``/``https://``
     URL. For HTTPS the system's CA store is trusted, plus the certificates in ``ca_file``;
-    certificate errors are refused unless ``insecure`` is true. A dropped HTTP connection is
+    certificate errors are refused unless ``insecure`` is true; ``client_certificate`` (a PEM
+    certificate file and its key file) is presented to servers that ask for one (mutual TLS,
+    Mender's ``HttpsClient``). A dropped HTTP connection is
     resumed: up to ``retries`` attempts in a row without progress, waiting ``backoff`` seconds
     before the first and twice as long before each further one (waiting with ``sleep``);
     ``timeout`` bounds every connect and read.
@@ -104,7 +107,7 @@ def open_source(
         # an install from a local file does not need.
         from pymender.device.http_source import HttpSource, tls_context
 
-        context = tls_context(ca_file, insecure) if scheme == "https" else None
+        context = tls_context(ca_file, insecure, client_certificate) if scheme == "https" else None
         return HttpSource(uri, context=context, retries=retries, backoff=backoff, timeout=timeout,
                           sleep=sleep)
     raise SourceError(

@@ -27,6 +27,8 @@ from pymender.sysio import replace_file
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from pymender.device.mender_store import MenderInstalled
+
 log = get_logger(__name__)
 
 STORE_FILE = "store.json"
@@ -136,13 +138,23 @@ def read_artifact_info(path: Path) -> tuple[str, str] | None:
 
 
 class StateStore:
-    """The store in ``data_dir`` (see the module docstring)."""
+    """The store in ``data_dir`` (see the module docstring).
+
+    Before pymender's own store exists, the installed Artifact comes from, in this order:
+    Mender's store ``mender_store`` (a device moved from Mender's client; read only, see
+    :mod:`pymender.device.mender_store`), when it names one; else ``artifact_info``; else
+    ``unknown``. The first change writes pymender's store, which from then on is the only one
+    read.
+    """
 
     def __init__(
-        self, data_dir: Path, *, artifact_info: Path | None = DEFAULT_ARTIFACT_INFO_FILE
+        self, data_dir: Path, *, artifact_info: Path | None = DEFAULT_ARTIFACT_INFO_FILE,
+        mender_store: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.artifact_info = artifact_info
+        self.mender_store = mender_store
+        self._imported: MenderInstalled | None = None
 
     @property
     def path(self) -> Path:
@@ -151,14 +163,63 @@ class StateStore:
     # --- reading ---------------------------------------------------------------------------------
 
     def current(self) -> DeviceState:
-        """The installed Artifact (bootstrapped from ``artifact_info`` before the first update)."""
+        """The installed Artifact (before the first update: see the class docstring)."""
         return self._load()[0]
 
     def pending(self) -> PendingUpdate | None:
-        """The update in progress, or None."""
-        return self._load()[1]
+        """The update in progress, or None. Before pymender's own store exists, an update in
+        progress in Mender's store must be taken over first (:meth:`take_over`)."""
+        state, pending = self._load()
+        if pending is None and not self.path.exists():
+            imported = self._mender()
+            if imported is not None and imported.in_progress is not None:
+                raise StateError(
+                    f"Mender's store {self.mender_store} holds an update of {imported.in_progress} that "
+                    "pymender has not taken over", hint="run 'pymender commit' or 'pymender rollback'")
+        return pending
+
+    def mender_update(self) -> Any:
+        """The record of the update in progress in Mender's store (``standalone-state``), before
+        pymender has its own store; None when there is none. ``{}`` when the record is not
+        readable (it cannot be taken over)."""
+        if self.path.exists():
+            return None
+        imported = self._mender()
+        if imported is None or imported.in_progress is None:
+            return None
+        return imported.standalone if imported.standalone is not None else {}
+
+    def take_over(self, update: PendingUpdate) -> None:
+        """Record the installed Artifact (as read before pymender's own store exists) and
+        ``update``, the update Mender's client left in progress, in pymender's first store."""
+        if self.path.exists():
+            raise StateError(f"the state store {self.path} exists: there is nothing to take over")
+        self._save(self._bootstrap(), update)
+
+    def has_name(self) -> bool:
+        """Whether the installed Artifact's name is recorded: in pymender's store, or in
+        Mender's (``artifact_info`` does not count: a bootstrap Artifact takes precedence)."""
+        if self.path.exists():
+            return True
+        imported = self._mender()
+        return imported is not None and imported.artifact_name is not None
+
+    def _mender(self) -> MenderInstalled | None:
+        """What Mender's store holds (read once), or None without one."""
+        if self.mender_store is None or not self.mender_store.exists():
+            return None
+        if self._imported is None:
+            from pymender.device.mender_store import read_mender_store
+
+            self._imported = read_mender_store(self.mender_store)
+            log.info("read the installed Artifact %s from Mender's store %s",
+                     self._imported.artifact_name or "(none)", self.mender_store)
+        return self._imported
 
     def _bootstrap(self) -> DeviceState:
+        imported = self._mender()
+        if imported is not None and imported.artifact_name is not None:
+            return DeviceState(imported.artifact_name, imported.artifact_group, dict(imported.provides))
         info = read_artifact_info(self.artifact_info) if self.artifact_info else None
         if info is None:
             return DeviceState(artifact_name=UNKNOWN_ARTIFACT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import subprocess
@@ -82,6 +83,35 @@ def test_legacy_forms_work_end_to_end(device: SimDevice, artifact: Path) -> None
     assert device.cli("-install", str(artifact3))[0] == 0
     code, out, _ = device.cli("-rollback")
     assert code == 0 and "Rolled back release-3" in out
+
+
+def test_stop_before_and_resume(device: SimDevice, artifact: Path) -> None:
+    code, out, err = device.cli("install", "--stop-before", "ArtifactInstall_Enter", str(artifact))
+    assert code == 0, err
+    assert "stopped before switching the bootloader: run 'pymender resume'" in out
+    assert device.read_env()["upgrade_available"] == "0"
+    code, out, err = device.cli("resume", "--reboot-exit-code")
+    assert code == 4 and "Installed release-2" in out, err
+    device.boot()
+    code, out, _ = device.cli("commit", "--stop-before", "ArtifactCommit_Leave")
+    assert code == 0 and "Stopped release-2 in Before_ArtifactCommit_Leave" in out
+    code, out, _ = device.cli("resume")
+    assert code == 0 and "Committed release-2" in out
+    code, _, err = device.cli("resume")
+    assert code == 2 and "nothing to resume" in err
+    code, _, err = device.cli("rollback", "--stop-before", "Frobnicate")
+    assert code == 1 and "cannot stop before Frobnicate" in err and err.count("\n") == 1
+
+
+def test_mender_s_fallback_configuration_file(device: SimDevice, artifact: Path, tmp_path: Path) -> None:
+    """-b names Mender's fallback file, read under pymender's own (-c)."""
+    document = device.config_document()
+    fallback = tmp_path / "fallback.conf"
+    fallback.write_text(json.dumps({key: document.pop(key) for key in ("RootfsPartA", "RootfsPartB")}))
+    device.config_path.write_text(json.dumps(document))
+    assert device.cli("install", str(artifact))[0] == 1  # RootfsPartA/B are missing
+    code, out, err = device.cli("-b", str(fallback), "install", str(artifact))
+    assert code == 0 and "Installed release-2" in out, err
 
 
 def test_reboot_exit_code(device: SimDevice, artifact: Path) -> None:

@@ -105,3 +105,37 @@ def test_show_artifact_reads_no_artifact_code(device: SimDevice) -> None:
 def test_debug_output_still_goes_through_logging(device: SimDevice) -> None:
     loaded = _modules_after(_run_command(device, "-l", "debug", "show-artifact"))
     assert "logging" in loaded
+
+
+# --- mender-update: the same paths, on a device in Mender's layout -----------------------------------
+
+
+@pytest.fixture
+def mender_device(tmp_path: Path, no_host_configuration: Path) -> SimDevice:
+    """Mender's layout, with Mender's store read on first use (written by Mender's client)."""
+    device = SimDevice.create(tmp_path / "mender-device", mender_host=no_host_configuration)
+    store = REPO / "tests" / "fixtures" / "mender-store" / "committed.mender-store"
+    (device.data_dir / "mender-store").write_bytes(store.read_bytes())
+    return device
+
+
+def _run_mender_update(*args: str) -> str:
+    return ("import contextlib, io, sys\n"
+            "from pymender.cli.common import run_cli\n"
+            "from pymender.cli.mender_update import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    code = run_cli('mender-update', main, {list(args)!r})\n"
+            "assert code == 0, code")
+
+
+def test_mender_update_installs_with_no_heavy_module(mender_device: SimDevice, tmp_path: Path) -> None:
+    artifact = release(tmp_path / "artifacts", "release-3", seed=3)[0]
+    loaded = _modules_after(_run_mender_update("install", str(artifact)))
+    assert {"pymender.device.payloads.rootfs", "pymender.device.lmdb"} <= loaded
+    assert sorted(set(NOT_ON_INSTALL_PATH) & loaded) == []
+
+
+def test_mender_update_show_artifact_reads_no_artifact_code(mender_device: SimDevice) -> None:
+    loaded = _modules_after(_run_mender_update("show-artifact"))
+    assert "pymender.device.lmdb" in loaded  # Mender's store was read
+    assert sorted(set(NOT_ON_QUERY_PATH) & loaded) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from pymender.device import config as config_module
 from pymender.device.config import (
     CONFIG_KEYS,
@@ -18,9 +19,16 @@ from pymender.device.config import (
 )
 from pymender.errors import ConfigError
 
+META_MENDER = REPO / "tests" / "fixtures" / "meta-mender"
+
 
 def write(path: Path, document: object) -> Path:
     path.write_text(json.dumps(document))
+    return path
+
+
+def mkdirs(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -58,6 +66,7 @@ def test_every_key_is_read(scratch: Path) -> None:
         "ScriptsDir": "/etc/pymender/scripts",
         "ArtifactInfoFile": "/etc/artifact_info",
         "SkipIdenticalBlocks": True,
+        "HttpsClient": {"Certificate": "client.pem", "Key": "/etc/client.key", "SSLEngine": ""},
     }
     assert set(document) | {"ArtifactVerifyKey"} == set(CONFIG_KEYS)
     config = load_config(write(scratch / "pymender.conf", document))
@@ -80,15 +89,16 @@ def test_every_key_is_read(scratch: Path) -> None:
         scripts_dir=Path("/etc/pymender/scripts"),
         artifact_info_file=Path("/etc/artifact_info"),
         skip_identical_blocks=True,
+        https_client_certificate=scratch / "client.pem",
+        https_client_key=Path("/etc/client.key"),
     )
     assert config.source == scratch / "pymender.conf"
 
 
 def test_every_field_has_a_key() -> None:
     table = config_module._KEYS
-    assert {name for name, _, _ in table.values()} == {
-        name for name in DeviceConfig._fields if name != "source"
-    }
+    fields = {name for name, _, _ in table.values()} | set(config_module._HTTPS_CLIENT_KEYS.values())
+    assert fields == {name for name in DeviceConfig._fields if name != "origin"}
 
 
 def test_single_verify_key_becomes_a_one_element_tuple(scratch: Path) -> None:
@@ -166,16 +176,97 @@ def test_unparsable_files_are_refused(text: str, message: str) -> None:
         parse_config(text, source=Path("/etc/x.conf"))
 
 
-def test_search_order_prefers_pymender_then_mender(scratch: Path) -> None:
-    own, mender = scratch / "pymender.conf", scratch / "mender.conf"
-    search = (own, mender)
-    assert load_config(search=search) == DeviceConfig()
-    assert load_config(search=search).source is None
-    write(mender, {"RootfsPartA": "/dev/m2", "ServerURL": "https://hosted"})
-    assert load_config(search=search).rootfs_part_a == "/dev/m2"
-    write(own, {"RootfsPartA": "/dev/p2"})
-    assert load_config(search=search).rootfs_part_a == "/dev/p2"
-    assert load_config(search=search).source == own
+def test_without_files_every_default_applies(no_host_configuration: Path) -> None:
+    config = load_config()
+    assert config == DeviceConfig(data_dir=no_host_configuration / "var-lib-pymender",
+                                  device_type_file=no_host_configuration / "var-lib-pymender" / "device_type",
+                                  scripts_dir=no_host_configuration / "etc-mender" / "scripts")
+    assert config.source is None and config.origin.files == ()
+
+
+def test_mender_s_two_files_as_meta_mender_writes_them_are_merged(no_host_configuration: Path) -> None:
+    """RootfsPartA/B in the fallback file (/data/mender/mender.conf), the rest in
+    /etc/mender/mender.conf: the device is configured as it is for Mender."""
+    host = no_host_configuration
+    for name, where in (("etc-mender-mender.conf", "etc-mender"), ("data-mender-mender.conf", "var-lib-mender")):
+        (host / where).mkdir(exist_ok=True)
+        (host / where / "mender.conf").write_bytes((META_MENDER / name).read_bytes())
+    config = load_config()
+    assert (config.rootfs_part_a, config.rootfs_part_b) == ("/dev/vda2", "/dev/vda3")
+    assert config.artifact_verify_keys == (Path("/etc/mender/artifact-verify-key.pem"),)
+    assert config.origin.files == (host / "var-lib-mender" / "mender.conf", host / "etc-mender" / "mender.conf")
+    assert config.source == host / "etc-mender" / "mender.conf"
+
+
+def test_each_file_overrides_the_ones_before(no_host_configuration: Path) -> None:
+    host = no_host_configuration
+    fallback = write(mkdirs(host / "var-lib-mender") / "mender.conf",
+                     {"RootfsPartA": "/dev/f2", "RootfsPartB": "/dev/f3", "StateScriptTimeoutSeconds": 1})
+    main = write(mkdirs(host / "etc-mender") / "mender.conf", {"RootfsPartB": "/dev/m3", "ModuleTimeoutSeconds": 2})
+    own = write(mkdirs(host / "etc-pymender") / "pymender.conf", {"RootfsPartA": "/dev/p2", "ModuleTimeoutSeconds": 3})
+    config = load_config()
+    assert (config.rootfs_part_a, config.rootfs_part_b) == ("/dev/p2", "/dev/m3")
+    assert (config.state_script_timeout_seconds, config.module_timeout_seconds) == (1, 3)
+    assert config.origin.files == (fallback, main, own)
+    # null in a later file leaves the earlier value (Mender applies only values it can read)
+    write(own, {"RootfsPartB": None})
+    assert load_config().rootfs_part_b == "/dev/m3"
+
+
+def test_named_files_replace_the_defaults_and_must_exist(no_host_configuration: Path, scratch: Path) -> None:
+    host = no_host_configuration
+    write(mkdirs(host / "var-lib-mender") / "mender.conf", {"RootfsPartA": "/dev/default"})
+    write(mkdirs(host / "etc-mender") / "mender.conf", {"RootfsPartB": "/dev/default"})
+    fallback = write(scratch / "fallback.conf", {"RootfsPartA": "/dev/b-option"})
+    main = write(scratch / "main.conf", {"RootfsPartB": "/dev/c-option"})
+    config = load_config(main=main, fallback=fallback)
+    assert (config.rootfs_part_a, config.rootfs_part_b) == ("/dev/b-option", "/dev/c-option")
+    for options in ({"main": scratch / "no.conf"}, {"fallback": scratch / "no.conf"}, {"path": scratch / "no.conf"}):
+        with pytest.raises(ConfigError, match="no.conf does not exist"):
+            load_config(**options)  # type: ignore[arg-type]
+
+
+def test_mender_s_directories_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, scratch: Path) -> None:
+    conf, datastore = mkdirs(scratch / "conf"), mkdirs(scratch / "store")
+    monkeypatch.setenv("MENDER_CONF_DIR", str(conf))
+    monkeypatch.setenv("MENDER_DATASTORE_DIR", str(datastore))
+    write(conf / "mender.conf", {"RootfsPartA": "/dev/x2"})
+    write(datastore / "mender.conf", {"RootfsPartB": "/dev/x3"})
+    (datastore / "device_type").write_text("device_type=board\n")
+    config = load_config()
+    assert (config.rootfs_part_a, config.rootfs_part_b) == ("/dev/x2", "/dev/x3")
+    assert config.scripts_dir == conf / "scripts"
+    assert config.data_dir == datastore and config.origin.layout == "mender"
+    assert config.device_type_file == datastore / "device_type"
+
+
+@pytest.mark.parametrize(("fallback_key", "main_key"), [("ArtifactVerifyKeys", "ArtifactVerifyKey"),
+                                                        ("ArtifactVerifyKey", "ArtifactVerifyKeys")])
+def test_both_verify_key_forms_across_mender_s_files_are_refused(
+        no_host_configuration: Path, fallback_key: str, main_key: str) -> None:
+    host = no_host_configuration
+    value = {"ArtifactVerifyKey": "/k1.pem", "ArtifactVerifyKeys": ["/k2.pem"]}
+    write(mkdirs(host / "var-lib-mender") / "mender.conf", {fallback_key: value[fallback_key]})
+    write(mkdirs(host / "etc-mender") / "mender.conf", {main_key: value[main_key]})
+    with pytest.raises(ConfigError, match=f'"{fallback_key}" is set in .*var-lib-mender/mender.conf and '
+                                          f'"{main_key}" in .*etc-mender/mender.conf'):
+        load_config()
+    # pymender's own file may replace either form: it is read over both.
+    write(host / "var-lib-mender" / "mender.conf", {})
+    write(host / "etc-mender" / "mender.conf", {"ArtifactVerifyKey": "/k1.pem"})
+    write(mkdirs(host / "etc-pymender") / "pymender.conf", {"ArtifactVerifyKeys": ["/k2.pem", "/k3.pem"]})
+    assert load_config().artifact_verify_keys == (Path("/k2.pem"), Path("/k3.pem"))
+
+
+def test_https_client_needs_certificate_and_key(scratch: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(ConfigError, match="HttpsClient needs both"):
+        load_config(write(scratch / "c.conf", {"HttpsClient": {"Certificate": "/c.pem"}}))
+    with pytest.raises(ConfigError, match='"HttpsClient" in .* must be an object'):
+        load_config(write(scratch / "c.conf", {"HttpsClient": "/c.pem"}))
+    config = load_config(write(scratch / "c.conf", {"HttpsClient": {"Certificate": "/c.pem", "Key": "/k.pem",
+                                                                     "SSLEngine": "pkcs11"}}))
+    assert (config.https_client_certificate, config.https_client_key) == (Path("/c.pem"), Path("/k.pem"))
+    assert any("SSLEngine (pkcs11) is not supported" in r.getMessage() for r in caplog.records)
 
 
 def test_named_file_must_exist(scratch: Path) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pymender.device.flow import (
-    READ_ONLY,
     RESTING,
+    STOP_POINTS,
+    STOPPABLE,
     STORED,
     TABLE,
     Branch,
@@ -21,14 +22,15 @@ from pymender.device.flow import (
     Refuse,
     Script,
     UpdateState,
+    stop_points,
 )
 from pymender.device.scripts import ACTIONS, STATES
 from pymender.device.store import PendingUpdate, StateStore
-from pymender.errors import DeviceError, NothingToDoError, ScriptError, StateError
+from pymender.errors import DeviceError, NothingToDoError, ScriptError, StateError, UsageError
 
 S = UpdateState
 E = Event
-REQUESTS = (E.INSTALL, E.COMMIT, E.ROLLBACK)
+REQUESTS = (E.INSTALL, E.COMMIT, E.ROLLBACK, E.RESUME)
 
 pytestmark = pytest.mark.usefixtures("no_fsync")
 
@@ -40,7 +42,7 @@ def transitions() -> list[tuple[UpdateState, Event, Go]]:
         if isinstance(row, Go):
             found.append((state, event, row))
         elif isinstance(row, Branch):
-            found += [(state, event, row.failed), (state, event, row.not_failed)]
+            found += [(state, event, side) for side in (row.yes, row.no) if isinstance(side, Go)]
     return found
 
 
@@ -48,8 +50,9 @@ def transitions() -> list[tuple[UpdateState, Event, Go]]:
 
 
 def test_every_state_answers_every_request() -> None:
-    """Install, commit and rollback are accepted, refused with words, or finish something first,
-    in every state a front end can find (not in Download, which only the walk itself is in)."""
+    """Install, commit, rollback and resume are accepted, refused with words, or finish
+    something first, in every state a front end can find (not in Download, which only the walk
+    itself is in)."""
     for state in set(S) - {S.DOWNLOAD}:
         for request in REQUESTS:
             assert (state, request) in TABLE, f"{state.value} does not answer {request.value}"
@@ -63,43 +66,74 @@ def test_every_written_state_is_reachable_from_idle() -> None:
             if source is state and row.to not in seen:
                 seen.add(row.to)
                 todo.append(row.to)
-    assert seen == set(S) - READ_ONLY
-
-
-def test_read_only_states_are_never_entered() -> None:
-    assert READ_ONLY <= STORED
-    assert [row.to for _, _, row in transitions() if row.to in READ_ONLY] == []
+    assert seen == set(S)
 
 
 def test_every_stored_state_has_a_way_back_to_rest() -> None:
-    """From each stored state a rollback (then whatever each state's work ends with: DONE, or
-    FAILED) reaches a resting state without any refusal: an interrupted operation can always be
-    finished, by rollback or by the install that finishes it first."""
+    """From each stored state a resume, and a rollback where the state takes one (then
+    whatever each state's work ends with: DONE), reaches a resting state without any refusal:
+    an interrupted or stopped operation can always be finished, and the install that finds one
+    finishes it first or says which command does."""
     for state in STORED:
-        assert isinstance(TABLE[state, E.ROLLBACK], Go), state
         finishing = TABLE[state, E.INSTALL]
         assert isinstance(finishing, (Refuse, FinishFirst)), state
-        if isinstance(finishing, FinishFirst):
-            assert finishing.event is E.ROLLBACK
-        for failed in (False, True):
-            current, event, steps = state, E.ROLLBACK, 0
-            while True:
-                row = TABLE[current, event]
-                if isinstance(row, Branch):
-                    row = row.failed if failed else row.not_failed
-                assert isinstance(row, Go), (state, current, event)
-                current, event, steps = row.to, E.DONE, steps + 1
-                assert steps < 5, f"no way back to rest from {state.value}"
-                if current in RESTING:
-                    break
-            assert current is S.IDLE
+        for request in (E.RESUME, E.ROLLBACK):
+            for flags in ({"failed": False, "rolled_back": False}, {"failed": True, "rolled_back": True}):
+                current, event, steps = state, request, 0
+                while True:
+                    row = TABLE[current, event]
+                    if isinstance(row, Branch):
+                        row = row.yes if flags[row.flag] else row.no
+                    if isinstance(row, Refuse) and steps == 0 and request is E.ROLLBACK:
+                        break  # this state takes no rollback (resume finishes it)
+                    assert isinstance(row, Go), (state, request, current, event)
+                    current, event, steps = row.to, E.DONE, steps + 1
+                    assert steps < 8, f"no way back to rest from {state.value}"
+                    if current in RESTING:
+                        break
+                assert current in RESTING or steps == 0, (state, request)
+
+
+def test_every_stop_point_is_a_stored_state_a_walk_goes_through() -> None:
+    assert STOPPABLE == ("ArtifactInstall_Enter", "ArtifactCommit_Enter", "ArtifactCommit_Leave",
+                         "ArtifactRollback_Enter", "ArtifactFailure_Enter", "Cleanup")
+    entered = {row.to for _, _, row in transitions()}
+    for name, state in STOP_POINTS.items():
+        assert state in STORED and state in entered, name
+        assert isinstance(TABLE[state, E.RESUME], (Go, Branch)), name
+    assert stop_points(["Cleanup", "ArtifactInstall_Enter"]) == {S.CLEANUP, S.BEFORE_ARTIFACT_INSTALL_ENTER}
+    with pytest.raises(UsageError, match="cannot stop before ArtifactReboot_Enter") as caught:
+        stop_points(["ArtifactInstall_Enter", "ArtifactReboot_Enter"])
+    assert "ArtifactCommit_Leave" in (caught.value.hint or "")
+
+
+def test_resume_goes_on_as_mender_5_defines_it() -> None:
+    """Stopped before the install: installs; installed: commits; interrupted inside install or
+    commit: rolls back; after the bootloader's commit: finishes the commit; rollback and
+    failure: finish them; the end: records it."""
+    def to(state: UpdateState) -> UpdateState:
+        row = TABLE[state, E.RESUME]
+        assert isinstance(row, Go), state
+        return row.to
+
+    assert to(S.BEFORE_ARTIFACT_INSTALL_ENTER) is S.ARTIFACT_INSTALL_ENTER
+    assert to(S.BEFORE_ARTIFACT_COMMIT_ENTER) is S.ARTIFACT_COMMIT_ENTER
+    assert to(S.ARTIFACT_INSTALL_ENTER) is S.ARTIFACT_ROLLBACK_ENTER
+    assert to(S.ARTIFACT_COMMIT_ENTER) is S.ARTIFACT_ROLLBACK_ENTER
+    assert to(S.BEFORE_ARTIFACT_COMMIT_LEAVE) is to(S.ARTIFACT_COMMIT_LEAVE) is S.ARTIFACT_COMMIT_LEAVE
+    assert to(S.ARTIFACT_ROLLBACK_ENTER) is S.ARTIFACT_ROLLBACK_ENTER
+    assert to(S.ARTIFACT_FAILURE_ENTER) is S.ARTIFACT_FAILURE_ENTER
+    assert TABLE[S.CLEANUP, E.RESUME] == TABLE[S.CLEANUP, E.DONE]
+    assert isinstance(TABLE[S.IDLE, E.RESUME], Refuse) and TABLE[S.IDLE, E.RESUME].error is NothingToDoError
 
 
 def test_refusals_tell_what_to_do() -> None:
     for (state, request), row in TABLE.items():
-        if isinstance(row, Refuse):
-            assert row.hint or row.error is NothingToDoError, (state, request)
-            assert state is S.IDLE or "{name}" in row.message, (state, request)
+        for refusal in ([row] if isinstance(row, Refuse) else
+                        [side for side in row if isinstance(side, Refuse)] if isinstance(row, Branch) else []):
+            assert refusal.hint or refusal.error is NothingToDoError, (state, request)
+            assert state is S.IDLE or "{name}" in refusal.message, (state, request)
+            assert refusal.hint is None or "{tool}" in refusal.hint or "pymender" not in refusal.hint
 
 
 def test_no_transition_skips_persisting() -> None:
@@ -110,7 +144,7 @@ def test_no_transition_skips_persisting() -> None:
         where = f"{state.value} on {event.value} to {row.to.value}"
         if row.to in STORED:
             wanted = {Persist.BEGIN} if state is S.DOWNLOAD else {
-                Persist.STATE, Persist.STATE_FAILED, Persist.STATE_ROLLED_BACK}
+                Persist.STATE, Persist.STATE_FAILED, Persist.STATE_ROLLED_BACK, Persist.STATE_COMMITTED}
         elif row.to is S.DOWNLOAD:
             wanted = {Persist.NOTHING}
         elif state is S.DOWNLOAD:
@@ -136,10 +170,27 @@ def test_failures_go_the_failure_path_and_the_failure_path_never_fails_over() ->
 
 def test_a_failed_rollback_runs_the_failure_scripts_a_requested_one_does_not() -> None:
     row = TABLE[S.ARTIFACT_ROLLBACK_ENTER, E.DONE]
-    assert isinstance(row, Branch)
-    assert row.failed.to is S.ARTIFACT_FAILURE_ENTER and row.failed.enter == (Script("ArtifactFailure", "Enter"),)
-    assert row.not_failed.to is S.IDLE and row.not_failed.persist is Persist.FORGET
-    assert [key for key, value in TABLE.items() if isinstance(value, Branch)] == [(S.ARTIFACT_ROLLBACK_ENTER, E.DONE)]
+    assert isinstance(row, Branch) and row.flag == "failed"
+    assert isinstance(row.yes, Go) and isinstance(row.no, Go)
+    assert row.yes.to is S.ARTIFACT_FAILURE_ENTER and row.yes.enter == (Script("ArtifactFailure", "Enter"),)
+    assert row.no.to is S.CLEANUP and row.no.persist is Persist.STATE_ROLLED_BACK
+    assert row.no.leave == (Script("ArtifactRollback", "Leave"),)
+
+
+def test_the_end_records_a_commit_or_forgets_a_rollback() -> None:
+    """Every walk that finishes an update passes Cleanup, where only the final record is left:
+    a rolled-back update is forgotten, a committed one made current."""
+    into_idle = [(state, event) for state, event, row in transitions() if row.to is S.IDLE
+                 and state not in (S.DOWNLOAD, S.CLEANUP)]
+    assert into_idle == [], into_idle
+    row = TABLE[S.CLEANUP, E.DONE]
+    assert isinstance(row, Branch) and row.flag == "rolled_back"
+    assert row.yes == Go(S.IDLE, Persist.FORGET) and row.no == Go(S.IDLE, Persist.COMMIT)
+    # Finished by the command that was interrupted; the other one is refused.
+    commit, rollback = TABLE[S.CLEANUP, E.COMMIT], TABLE[S.CLEANUP, E.ROLLBACK]
+    assert isinstance(commit, Branch) and commit.no == Go(S.IDLE, Persist.COMMIT) and isinstance(commit.yes, Refuse)
+    assert isinstance(rollback, Branch) and rollback.yes == Go(S.IDLE, Persist.FORGET)
+    assert isinstance(rollback.no, Refuse)
 
 
 def test_scripts_are_the_state_scripts_mender_runs_in_standalone_mode() -> None:
@@ -214,6 +265,10 @@ def test_install_walk_records_before_each_state_runs(store: StateStore) -> None:
                           ("ArtifactInstall_Enter", "ArtifactInstall_Enter"),
                           ("ArtifactInstall_Leave", "ArtifactInstall_Enter")]
     assert store.pending() == UPDATE._replace(state="Before_ArtifactCommit_Enter")
+    assert [(left.value, event.value, entered.value) for left, event, entered in flow.trace] == [
+        ("Idle", "install", "Download"), ("Download", "done", "Before_ArtifactInstall_Enter"),
+        ("Before_ArtifactInstall_Enter", "done", "ArtifactInstall_Enter"),
+        ("ArtifactInstall_Enter", "done", "Before_ArtifactCommit_Enter")]
 
 
 def test_a_failure_goes_the_failure_path_and_is_raised_at_rest(store: StateStore) -> None:
@@ -283,12 +338,85 @@ def test_requests_refused_or_finished_first(store: StateStore) -> None:
     assert flow.state is S.IDLE and store.pending() is None
 
 
-def test_read_only_states_are_finished_and_left(store: StateStore) -> None:
-    store.begin_pending(UPDATE._replace(state="Before_ArtifactCommit_Leave"))
+def walk_stopping(store: StateStore, event: Event, stop: str, work: dict[UpdateState, object] | None = None,
+                  runner: Runner | None = None) -> Flow:
+    flow = flow_of(store, runner or Runner(store))
+    flow.walk(event, work, stop_before=stop_points([stop]))  # type: ignore[arg-type]
+    return flow
+
+
+def test_a_walk_stops_before_the_state_named_recorded_and_resume_goes_on(store: StateStore) -> None:
     runner = Runner(store)
-    flow_of(store, runner).walk(E.COMMIT)
-    assert runner.ran == [("ArtifactCommit_Leave", "ArtifactCommit_Leave")]  # recorded under pymender's name
+    flow = flow_of(store, runner)
+    work: list[str] = []
+
+    def download() -> None:
+        flow.prepare(UPDATE)
+
+    flow.walk(E.INSTALL, {S.DOWNLOAD: download}, stop_before=stop_points(["ArtifactInstall_Enter"]))
+    assert flow.stopped and flow.state is S.BEFORE_ARTIFACT_INSTALL_ENTER
+    assert store.pending().state == "Before_ArtifactInstall_Enter"  # type: ignore[union-attr]
+    assert [name for name, _ in runner.ran] == ["Download_Enter", "Download_Leave"]
+    # Stopping there again does nothing; resume goes on with ArtifactInstall.
+    again = walk_stopping(store, E.RESUME, "ArtifactInstall_Enter", runner=runner)
+    assert again.stopped and again.trace == [] and len(runner.ran) == 2
+    resumed = flow_of(store, runner)
+    resumed.walk(E.RESUME, {S.ARTIFACT_INSTALL_ENTER: lambda: work.append("switch")})
+    assert not resumed.stopped and resumed.state is S.BEFORE_ARTIFACT_COMMIT_ENTER and work == ["switch"]
+    assert [name for name, _ in runner.ran][2:] == ["ArtifactInstall_Enter", "ArtifactInstall_Leave"]
+
+
+@pytest.mark.parametrize(("stop", "state", "scripts"), [
+    ("ArtifactCommit_Enter", S.BEFORE_ARTIFACT_COMMIT_ENTER, []),
+    ("ArtifactCommit_Leave", S.BEFORE_ARTIFACT_COMMIT_LEAVE, ["ArtifactCommit_Enter"]),
+    ("Cleanup", S.CLEANUP, ["ArtifactCommit_Enter", "ArtifactCommit_Leave"]),
+])
+def test_a_commit_stops_where_asked_and_resume_finishes_it(
+        store: StateStore, stop: str, state: UpdateState, scripts: list[str]) -> None:
+    store.begin_pending(UPDATE)
+    runner = Runner(store)
+    committed: list[str] = []
+    flow = walk_stopping(store, E.COMMIT, stop, {S.ARTIFACT_COMMIT_ENTER: lambda: committed.append("x")}, runner)
+    assert flow.stopped and flow.state is state and store.pending().state == state.value  # type: ignore[union-attr]
+    assert [name for name, _ in runner.ran] == scripts
+    assert store.current().artifact_name == "unknown"
+    flow_of(store, runner).walk(E.RESUME, {S.ARTIFACT_COMMIT_ENTER: lambda: committed.append("x")})
+    assert committed == ["x"] and store.pending() is None
     assert store.current().artifact_name == "release-2"
+    assert [name for name, _ in runner.ran] == ["ArtifactCommit_Enter", "ArtifactCommit_Leave"]
+
+
+def test_an_ignored_failure_before_a_stop_still_makes_the_record_inconsistent(store: StateStore) -> None:
+    store.begin_pending(UPDATE)
+    walk_stopping(store, E.COMMIT, "Cleanup", runner=Runner(store, fail=("ArtifactCommit_Leave",)))
+    flow_of(store, Runner(store)).walk(E.RESUME)
+    assert store.current().artifact_name == "release-2_INCONSISTENT"
+
+
+@pytest.mark.parametrize(("stop", "state", "scripts"), [
+    ("ArtifactRollback_Enter", S.ARTIFACT_ROLLBACK_ENTER, []),
+    ("ArtifactFailure_Enter", S.ARTIFACT_FAILURE_ENTER, ["ArtifactRollback_Enter", "ArtifactRollback_Leave"]),
+])
+def test_a_failure_path_stops_before_its_scripts(
+        store: StateStore, stop: str, state: UpdateState, scripts: list[str]) -> None:
+    store.begin_pending(UPDATE._replace(state="ArtifactInstall_Enter"))
+    runner = Runner(store)
+    rolled_back: list[str] = []
+    flow = walk_stopping(store, E.ROLLBACK, stop, {S.ARTIFACT_ROLLBACK_ENTER: lambda: rolled_back.append("x")},
+                         runner)
+    assert flow.stopped and flow.state is state and [name for name, _ in runner.ran] == scripts
+    flow_of(store, runner).walk(E.RESUME, {S.ARTIFACT_ROLLBACK_ENTER: lambda: rolled_back.append("x")})
+    assert store.pending() is None and rolled_back == ["x"]
+    assert [name for name, _ in runner.ran] == ["ArtifactRollback_Enter", "ArtifactRollback_Leave",
+                                                "ArtifactFailure_Enter", "ArtifactFailure_Leave"]
+
+
+def test_a_commit_interrupted_at_its_end_is_finished_by_commit(store: StateStore) -> None:
+    store.begin_pending(UPDATE._replace(state="Cleanup"))
+    with pytest.raises(StateError, match="release-2 is committed, and that is not recorded yet"):
+        flow_of(store, Runner(store)).start(E.ROLLBACK)
+    flow_of(store, Runner(store)).walk(E.COMMIT)
+    assert store.pending() is None and store.current().artifact_name == "release-2"
 
 
 @pytest.mark.parametrize("name", ["Sideways", "Idle", "Download"])

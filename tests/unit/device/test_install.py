@@ -600,3 +600,166 @@ def test_a_trial_not_yet_ended_still_refuses_the_install(device: SimDevice, arti
     with pytest.raises(StateError, match="already installed and waiting for a commit"):
         device.updater().install(str(artifact))
     assert device.snapshot() == before
+
+
+# --- the bootstrap Artifact in the data store ------------------------------------------------------
+
+META_MENDER = Path(__file__).resolve().parents[2] / "fixtures" / "meta-mender"
+MENDER_STORES = Path(__file__).resolve().parents[2] / "fixtures" / "mender-store"
+#: What the upstream bootstrap fixtures provide (as meta-mender's mender-bootstrap-artifact).
+BOOTSTRAP_PROVIDES = {
+    "artifact_name": "release-1", "rootfs-image.version": "release-1",
+    "rootfs-image.checksum": "4f8fa4d1a3e2f5bd1e1e1b28b1ab7bc1cd1b3b3a6f1e43a5a8bd5b4e2a4b1c7d"}
+
+
+def _bootstrap(device: SimDevice, fixture: str = "bootstrap-qemux86-64.mender") -> Path:
+    """Put a bootstrap Artifact written by upstream mender-artifact into the data store."""
+    path = device.data_dir / "bootstrap.mender"
+    path.write_bytes((META_MENDER / fixture).read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("query", ["show_artifact", "show_provides"])
+def test_the_bootstrap_artifact_is_installed_first_and_removed(grub_device: SimDevice, query: str) -> None:
+    path = _bootstrap(grub_device)
+    before = grub_device.snapshot()
+    getattr(grub_device.updater(), query)()
+    assert not path.exists()
+    assert grub_device.updater().show_provides() == BOOTSTRAP_PROVIDES  # not artifact_info's release-1 alone
+    after = grub_device.snapshot()
+    assert (after["a"], after["b"], after["env"]) == (before["a"], before["b"], before["env"])
+
+
+def test_an_install_installs_the_bootstrap_artifact_first(grub_device: SimDevice, artifacts: Path) -> None:
+    """Its provides are the device's when the update's depends are checked."""
+    _bootstrap(grub_device)
+    artifact, _ = release(artifacts, "release-2", seed=2, depends=[("rootfs-image.version", "release-1")])
+    assert grub_device.updater().install(str(artifact)).artifact_name == "release-2"
+    assert not (grub_device.data_dir / "bootstrap.mender").exists()
+
+
+def test_the_bootstrap_artifact_is_only_removed_when_a_name_is_recorded(grub_device: SimDevice) -> None:
+    from pymender.device.store import DeviceState
+
+    grub_device.store().set_current(DeviceState("release-7"))
+    path = _bootstrap(grub_device)
+    assert grub_device.updater().show_artifact() == "release-7"
+    assert not path.exists()
+
+
+def test_commit_and_rollback_leave_the_bootstrap_artifact_alone(grub_device: SimDevice) -> None:
+    path = _bootstrap(grub_device)
+    for operation in ("commit", "rollback", "resume"):
+        with pytest.raises(NothingToDoError):
+            getattr(grub_device.updater(), operation)()
+    assert path.exists()
+
+
+@pytest.mark.parametrize(("make", "error", "match"), [
+    (lambda device, tmp: _bootstrap(device, "bootstrap-raspberrypi4.mender"), IncompatibleArtifactError,
+     "bootstrap Artifact .* cannot be installed: the Artifact release-1 is for device type.*raspberrypi4"),
+    (lambda device, tmp: (device.data_dir / "bootstrap.mender").write_bytes(
+        release(tmp, "release-9", seed=9)[0].read_bytes()), ArtifactError, "has a rootfs-image payload"),
+    (lambda device, tmp: (device.data_dir / "bootstrap.mender").write_bytes(b"not an Artifact"),
+     ArtifactError, "bootstrap Artifact .* cannot be installed"),
+])
+def test_a_bad_bootstrap_artifact_changes_nothing(grub_device: SimDevice, tmp_path: Path, make: object,
+                                                  error: type[Exception], match: str) -> None:
+    assert callable(make)
+    make(grub_device, tmp_path / "made")
+    before = grub_device.snapshot()
+    bootstrap = (grub_device.data_dir / "bootstrap.mender").read_bytes()
+    for query in ("show_artifact", "install"):
+        with pytest.raises(error, match=match) as caught:
+            getattr(grub_device.updater(), query)(*(["unused.mender"] if query == "install" else []))
+        assert "nothing was changed" in (caught.value.hint or "")  # type: ignore[attr-defined]
+    assert grub_device.snapshot() == before
+    assert (grub_device.data_dir / "bootstrap.mender").read_bytes() == bootstrap
+
+
+# --- a device moved from Mender's client: its store ------------------------------------------------
+
+
+def test_depends_on_what_mender_installed_keep_working(grub_device: SimDevice, artifacts: Path) -> None:
+    expected = json.loads((MENDER_STORES / "expected.json").read_text())
+    (grub_device.data_dir / "mender-store").write_bytes((MENDER_STORES / "committed.mender-store").read_bytes())
+    assert grub_device.updater().show_artifact() == expected["artifact_name"]
+    artifact, _ = release(artifacts, "release-3", seed=3, depends_artifact_names=[expected["artifact_name"]],
+                          depends=[("rootfs-image.checksum", expected["provides"]["rootfs-image.checksum"])])
+    grub_device.updater().install(str(artifact))
+    grub_device.boot()
+    grub_device.updater().commit()
+    provides = grub_device.updater().show_provides()
+    assert provides["artifact_name"] == "release-3" and provides["rootfs-image.version"] == "release-3"
+    assert provides["app.version"] == "2.0.0"  # not cleared by rootfs-image.*: kept, as Mender keeps it
+    assert (grub_device.data_dir / "mender-store").read_bytes() == (
+        MENDER_STORES / "committed.mender-store").read_bytes()
+
+
+# --- stop before a state, resume --------------------------------------------------------------------
+
+
+def test_install_stopped_before_the_switch_and_resumed(device: SimDevice, artifacts: Path) -> None:
+    from pymender.device.flow import stop_points
+
+    artifact, image = release(artifacts, "release-2", seed=2)
+    env_before = device.read_env()
+    result = device.updater().install(str(artifact), stop_before=stop_points(["ArtifactInstall_Enter"]))
+    assert result.stopped and not result.reboot_required
+    assert holds(device.part_b, image) and device.read_env() == env_before
+    pending = device.store().pending()
+    assert pending is not None and pending.state == "Before_ArtifactInstall_Enter"
+    with pytest.raises(StateError, match="stopped before the bootloader was switched") as caught:
+        device.updater().commit()
+    assert "pymender resume" in (caught.value.hint or "")
+    resumed = device.updater().resume()
+    assert resumed.outcome == "installed" and resumed.reboot_required
+    assert device.read_env()["mender_boot_part"] == "3" and device.read_env()["upgrade_available"] == "1"
+    device.boot()
+    assert device.updater().resume().outcome == "committed"  # resume commits an installed update
+    assert device.updater().show_artifact() == "release-2"
+    with pytest.raises(NothingToDoError, match="nothing to resume"):
+        device.updater().resume()
+
+
+def test_a_stopped_install_is_rolled_back_on_request(grub_device: SimDevice, artifacts: Path) -> None:
+    from pymender.device.flow import stop_points
+
+    artifact, _ = release(artifacts, "release-2", seed=2)
+    env_before = grub_device.read_env()
+    grub_device.updater().install(str(artifact), stop_before=stop_points(["ArtifactInstall_Enter"]))
+    assert not grub_device.updater().rollback().reboot_required
+    assert grub_device.read_env() == env_before and grub_device.store().pending() is None
+
+
+def test_a_commit_stopped_before_its_leave_scripts_can_still_be_rolled_back(
+        device: SimDevice, artifacts: Path) -> None:
+    """Mender's image tests: commit --stop-before ArtifactCommit_Leave, then rollback, and the
+    old partition boots again."""
+    from pymender.device.flow import stop_points
+
+    artifact, _ = release(artifacts, "release-2", seed=2)
+    device.updater().install(str(artifact))
+    device.boot()
+    assert device.updater().commit(stop_before=stop_points(["ArtifactCommit_Leave"])).stopped
+    assert device.read_env()["upgrade_available"] == "0"
+    assert device.updater().show_artifact() == "release-1"
+    assert device.updater().rollback().reboot_required
+    assert device.boot() == device.part_a and device.updater().show_artifact() == "release-1"
+
+
+# --- commit before the reboot: refused (pymender) or abandoned (mender-update, as Mender 5.x) ----------
+
+
+def test_commit_before_the_reboot_abandons_the_update_as_mender_5_does(
+        grub_device: SimDevice, artifacts: Path, tmp_path: Path) -> None:
+    from pymender.device.install import ABANDON
+
+    artifact, _ = release(artifacts, "release-2", seed=2)
+    env_before = grub_device.read_env()
+    grub_device.updater().install(str(artifact))
+    with pytest.raises(StateError, match="release-2 was not committed: the device still runs .*rolled back"):
+        grub_device.updater().commit(before_reboot=ABANDON)
+    assert grub_device.read_env() == env_before
+    assert grub_device.store().pending() is None and grub_device.updater().show_artifact() == "release-1"
+    assert grub_device.boot() == grub_device.part_a

@@ -400,3 +400,76 @@ def test_device_code_does_not_import_cryptography() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+# --- HTTPS with a client certificate (Mender's HttpsClient) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A client CA and a client certificate signed by it: (client-ca.pem, client.pem, client.key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    out = tmp_path_factory.mktemp("client-pki")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pymender test device CA")])
+
+    def certificate(subject: x509.Name, public: object, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+                   .public_key(public).serial_number(x509.random_serial_number())  # type: ignore[arg-type]
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    pem = serialization.Encoding.PEM
+    (out / "client-ca.pem").write_bytes(certificate(ca_name, ca_key.public_key(), True).public_bytes(pem))
+    device = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")])
+    (out / "client.pem").write_bytes(certificate(device, key.public_key(), False).public_bytes(pem))
+    (out / "client.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                                       serialization.NoEncryption()))
+    return out / "client-ca.pem", out / "client.pem", out / "client.key"
+
+
+@pytest.fixture
+def mtls_server(server: Server, pki: tuple[Path, Path, Path], client_pki: tuple[Path, Path, Path]) -> Server:
+    """An https server that serves only clients with a certificate from the client CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki[1], pki[2])
+    context.load_verify_locations(client_pki[0])
+    context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server
+
+
+def test_https_client_certificate_is_presented(
+        mtls_server: Server, pki: tuple[Path, Path, Path], client_pki: tuple[Path, Path, Path],
+        fast: dict[str, object]) -> None:
+    client = (client_pki[1], client_pki[2])
+    with open_source(_url(mtls_server, "https"), ca_file=pki[0], client_certificate=client,
+                     **fast) as source:  # type: ignore[arg-type]
+        assert _digest(source) == PAYLOAD_SHA
+    assert mtls_server.behaviour.requests == [None]
+
+
+def test_https_without_the_client_certificate_it_asks_for(
+        mtls_server: Server, pki: tuple[Path, Path, Path], fast: dict[str, object]) -> None:
+    with pytest.raises(SourceError, match="cannot download"):
+        with open_source(_url(mtls_server, "https"), ca_file=pki[0], **fast) as source:  # type: ignore[arg-type]
+            _digest(source)
+    assert mtls_server.behaviour.requests == []
+
+
+def test_https_unreadable_client_certificate(
+        tls_server: Server, pki: tuple[Path, Path, Path], client_pki: tuple[Path, Path, Path],
+        fast: dict[str, object]) -> None:
+    with pytest.raises(SourceError, match="cannot load the client certificate") as caught:
+        open_source(_url(tls_server, "https"), ca_file=pki[0], client_certificate=(client_pki[1], pki[2]),
+                    **fast)  # type: ignore[arg-type]
+    assert "HttpsClient" in (caught.value.hint or "")
