@@ -197,6 +197,9 @@ def test_the_checker_catches_a_broken_write_order(
         go = table[flow.S.DOWNLOAD, flow.E.DONE]
         assert isinstance(go, flow.Go)
         table[flow.S.DOWNLOAD, flow.E.DONE] = go._replace(persist=flow.Persist.NOTHING)
+        installing = table[flow.S.BEFORE_ARTIFACT_INSTALL_ENTER, flow.E.DONE]
+        assert isinstance(installing, flow.Go)
+        table[flow.S.BEFORE_ARTIFACT_INSTALL_ENTER, flow.E.DONE] = installing._replace(persist=flow.Persist.NOTHING)
         after = table[flow.S.ARTIFACT_INSTALL_ENTER, flow.E.DONE]
         assert isinstance(after, flow.Go)
         table[flow.S.ARTIFACT_INSTALL_ENTER, flow.E.DONE] = after._replace(persist=flow.Persist.BEGIN)
