@@ -1,6 +1,6 @@
 """Power cuts, not only kills: every crash state an operation's durable I/O can leave.
 
-Each scenario runs one operation (install, commit, rollback, ...) on a host-simulated device
+Each scenario runs one operation (install, commit, rollback, resume) on a host-simulated device
 under the I/O shim (:mod:`fault.iotrace`), builds the states a power cut can leave at each of its
 crash points, with the page cache lost (:mod:`fault.crashstates`), and checks each state
 (:mod:`fault.crashcheck`): the bootloader, as the layer's scripts behave
@@ -97,9 +97,17 @@ def _damage_second_copy(device: SimDevice) -> None:
     second.write_bytes(b"\xff" * len(blob))
 
 
+def _stopped_install(release_: Release) -> Callable[[SimDevice], None]:
+    """``install --stop-before ArtifactInstall_Enter``: the image written, the switch not yet."""
+    def run(device: SimDevice) -> None:
+        code, _, err = device.cli("install", str(release_.artifact), "--stop-before", "ArtifactInstall_Enter")
+        assert code == 0, err
+    return run
+
+
 #: The operations explored, each on GRUB and on U-Boot.
 NAMES = ("install", "install-over-a-damaged-copy", "commit", "rollback", "rollback-before-reboot",
-         "install-after-ended-trial", "install-over-committed")
+         "install-after-ended-trial", "install-over-committed", "resume-stopped-install")
 
 
 def scenario(setup: Setup, bootloader: str, name: str) -> Scenario:
@@ -113,6 +121,7 @@ def scenario(setup: Setup, bootloader: str, name: str) -> Scenario:
         "rollback-before-reboot": (installed, ("rollback",)),
         "install-after-ended-trial": (_steps(installed, _boot, _boot), ("install", str(r3.artifact))),
         "install-over-committed": (_steps(installed, _boot, _commit), ("install", str(r3.artifact))),
+        "resume-stopped-install": (_stopped_install(r2), ("resume",)),
     }[name]
     complete = {"rootfs-a.img": {setup.factory, r3.image}, "rootfs-b.img": {r2.image, r3.image}}
     return Scenario(f"{bootloader} {name}", bootloader, prepare, command, complete, r4)
