@@ -18,7 +18,7 @@ from helpers import REPO
 SCRIPTS = ["meta-pymender/scripts/pymender-qemu"]
 #: The host scripts' modules (their launchers in scripts/ are a few lines), checked like the
 #: package; they use the test tooling in tests/ (the layer's parser, the QEMU harness).
-SCRIPT_MODULES = ["scripts/build_test_image.py", "scripts/demo_qemu.py"]
+SCRIPT_MODULES = ["scripts/build_test_image.py", "scripts/demo_qemu.py", "scripts/power_cut.py"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

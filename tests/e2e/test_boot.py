@@ -10,6 +10,7 @@ script; U-Boot's has its own test (test_uboot_script.py).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 from e2e.conftest import BootMachine, E2EImage, cut_for_time
 from e2e.guest import boot_env, fw_printenv, mount_stick, root_device, running_release
 from e2e.qemu import Machine, make_fat_disk
+from fault.bootloaders import grub_boot, grub_envblk_parse
+from fault.crashcheck import crash_states_of
+from pymender.device.bootenv.grub import GrubEnv, decode_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -159,41 +163,71 @@ def _copies_agree_and_rest(machine: Machine) -> None:
     )
 
 
+def _guest_files(machine: Machine) -> dict[str, bytes]:
+    return {f"{copy}/{name}": base64.b64decode(machine.check(f"base64 -w0 {_ENV_DIR}/{copy}/{name}"))
+            for copy in ("mender_grubenv1", "mender_grubenv2") for name in ("env", "lock", "lock.sha256sum")}
+
+
+def _torn_trial_write(files: dict[str, bytes], workdir: Path) -> dict[str, bytes]:
+    """The factory environment with a long variable added, then pymender's write of a trial of
+    partition 2 (the running one, so the trial boot can succeed) cut by a power loss while it
+    wrote copy 1's env: the crash-state model's state with copy 1's lock marked editing and its
+    env torn at the sector boundary (neither the old block nor the new)."""
+    for name, content in files.items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_bytes(content)
+    env = GrubEnv(workdir, lock_file=None)
+    env.write({"pymender_note": "x" * 600})  # the data now reaches the env's second sector
+    old = (workdir / "mender_grubenv1" / "env").read_bytes()
+    states = crash_states_of(workdir, lambda: env.write(
+        {"mender_boot_part": "2", "mender_boot_part_hex": "2", "upgrade_available": "1", "bootcount": "0"}))
+    new = (workdir / "mender_grubenv1" / "env").read_bytes()
+    torn = [state.disk.files for state in states
+            if state.disk.files["mender_grubenv1/env"] not in (old, new)
+            and decode_block(state.disk.files["mender_grubenv1/lock"]) == {"editing": "1"}]
+    assert torn, [state.how for state in states]
+    return {name: torn[0][name] for name in files}
+
+
 def test_grub_script_repairs_tries_once_and_rolls_back(
-    boot: BootMachine, test_image: E2EImage
+    boot: BootMachine, test_image: E2EImage, tmp_path: Path
 ) -> None:
     if test_image.bootloader != "grub":
         pytest.skip("GRUB's boot script only; U-Boot's boot script has its own test "
                     "(tests/e2e/test_uboot_script.py)")
     machine = boot()
-    # An update of partition 2 is on trial (the running one, so the trial boot can succeed),
-    # and copy 1 is left as a power cut in the middle of writing it would leave it: lock
-    # "editing=1", env half new. GRUB must trust copy 2 and rebuild copy 1 from it.
-    machine.check(
-        "python3 -c \""
-        + _GRUBENV
-        + "env.write({'upgrade_available': '1', 'bootcount': '0'}); "
-        "copy = env.env_dir / 'mender_grubenv1'; "
-        "(copy / 'lock').write_bytes(encode_block({'editing': '1'})); "
-        "(copy / 'env').write_bytes(encode_block({'mender_boot_part': '3'}))\" && sync"
-    )
+    # Copy 1 as a power cut in the middle of pymender's write leaves it (a state of the
+    # crash-state model): lock "editing=1", env torn. GRUB must trust copy 2, which holds the
+    # trial, rebuild copy 1 from it, and try the update, as the model of its script predicts.
+    files = _torn_trial_write(_guest_files(machine), tmp_path)
+    predicted = grub_boot(files)
+    assert (predicted.source, predicted.partition, predicted.trial) == (2, "2", True)
+    for name, content in files.items():  # one file a command: a console line holds 4095 characters
+        machine.check(f"echo {base64.b64encode(content).decode()} | base64 -d > {_ENV_DIR}/{name}")
+    machine.check("sync")
+    assert _guest_files(machine) == files
     log = machine.reboot()
     assert "env copy 1 damaged or half written, repairing it from copy 2" in log
     assert "trying the update on partition 2" in log
-    assert machine.booted_partition == 2
-    assert boot_env(machine) == {
-        "bootcount": "1", "mender_boot_part": "2", "upgrade_available": "1"}
+    assert machine.booted_partition == int(predicted.partition)
+    expected = {k: v for k, v in predicted.env.items() if k != "pymender_note"}
+    assert {k: v for k, v in boot_env(machine).items() if k != "pymender_note"} == expected == {
+        "bootcount": "1", "mender_boot_part": "2", "mender_boot_part_hex": "2", "upgrade_available": "1"}
     _copies_agree_and_rest(machine)
+    after = _guest_files(machine)
+    for copy in (1, 2):
+        assert grub_envblk_parse(after[f"mender_grubenv{copy}/env"]) == {
+            **(grub_envblk_parse(files["mender_grubenv2/env"]) or {}), "bootcount": "1"}
 
     # Partition 3 was on trial and its one trial boot is used up: the next boot rolls back.
     machine.check(
         "python3 -c \"" + _GRUBENV
-        + "env.write({'mender_boot_part': '3', 'upgrade_available': '1', 'bootcount': '1'})\""
-        " && sync"
+        + "env.write({'mender_boot_part': '3', 'mender_boot_part_hex': '3', 'upgrade_available': '1', "
+        "'bootcount': '1'})\" && sync"
     )
     log = machine.reboot()
     assert "partition 3 not committed, rolling back to partition 2" in log
     assert machine.booted_partition == 2
-    assert boot_env(machine) == {
-        "bootcount": "0", "mender_boot_part": "2", "upgrade_available": "0"}
+    assert boot_env(machine) == {"bootcount": "0", "mender_boot_part": "2", "mender_boot_part_hex": "2",
+                                 "upgrade_available": "0", "pymender_note": "x" * 600}
     _copies_agree_and_rest(machine)

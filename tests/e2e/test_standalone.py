@@ -13,9 +13,12 @@ TCG costs about a minute, so scenarios that can share a machine without weakenin
   on the host's loopback (a TLS certificate from the test CA the image trusts); the new system
   runs once, is not committed, and the next boot goes back to the old one.
 - ``test_refusals_and_power_cuts``: broken Artifacts are refused and change nothing; a power
-  cut while the payload streams leaves the old system booting; after that a new install works,
-  a power cut right after it still leads to the trial of the new system, and without a commit
-  the next boot goes back to the old one.
+  cut at a random moment of a real install (``e2e/powercut.py``; the seed is printed) leaves a
+  device that boots a complete system, as the environment names it, with any trial explained by
+  a pending update; a cut while the payload streams leaves the old system and the factory
+  environment, byte for byte. After that a new install works (doing what a refusal asks, when
+  the cut came after the switch), a power cut right after it still leads to the trial of the new
+  system, and without a commit the next boot goes back to the old one.
 
 Each runs on both machines (x86-64 with GRUB, arm64 with U-Boot). On arm64 the https scenario
 is cut for time (see ``conftest.cut_for_time``): the https source is the same Python on both
@@ -31,7 +34,9 @@ import datetime
 import functools
 import http.server
 import ipaddress
+import json
 import os
+import random
 import shlex
 import ssl
 import subprocess
@@ -44,6 +49,7 @@ import pytest
 
 from e2e.conftest import BootMachine, E2EImage, cut_for_time
 from e2e.guest import boot_env, fw_printenv, mount_stick, root_device, running_release
+from e2e.powercut import cut_during, install_way_forward, power_on_and_check
 from e2e.qemu import HOST_ADDRESS, Machine, make_fat_disk
 from helpers import require_tool
 
@@ -357,11 +363,6 @@ def _refused_artifacts(image: E2EImage, directory: Path) -> dict[str, Path]:
     return artifacts
 
 
-def _sectors_written(machine: Machine, stat_file: str) -> int:
-    """Sectors written to a block device so far (field 7 of its ``stat`` file)."""
-    return int(machine.check(f"awk '{{print $7}}' {stat_file}"))
-
-
 def test_refusals_and_power_cuts(
     boot: BootMachine, test_image: E2EImage, tmp_path: Path
 ) -> None:
@@ -390,49 +391,51 @@ def test_refusals_and_power_cuts(
         assert machine.run("pymender show-artifact") == (0, test_image.factory_release)
         assert machine.run("pymender commit")[0] == 2, name
 
-    # 5a. Power cut while the payload streams: start the real install in the background and
-    # cut the power once it has written 48 MiB to the inactive partition, well before its end.
-    machine.check("sync")
-    stat = f"/sys/class/block/{test_image.partitions['rootfs_b'].rsplit('/', 1)[-1]}/stat"
-    threshold = _sectors_written(machine, stat) + (48 << 20) // 512
-    machine.check(f"pymender install --no-progress {STICK}/release1.mender "
-                  "</dev/null >/root/install.log 2>&1 & echo $! >/run/install.pid")
-    machine.check(  # in a subshell: an ``exit`` must not end the console's login shell
-        f"(while [ $(awk '{{print $7}}' {stat}) -lt {threshold} ]; do "
-        "kill -0 $(cat /run/install.pid) || exit 1; sleep 0.2; done)", timeout=INSTALL_TIMEOUT)
-    # Still streaming when the power goes (an install that had finished would prove nothing).
-    assert machine.run("kill -0 $(cat /run/install.pid)")[0] == 0
-    assert "Installed" not in machine.check("cat /root/install.log")
-    machine.kill()
+    # 5a. A power cut at a random moment of a real install (the seed is printed; a failure
+    # replays with PYMENDER_POWER_CUT_SEED): mostly while the payload streams, sometimes after the
+    # whole payload was written, when the bootloader switch and the store writes happen.
+    seed = int(os.environ.get("PYMENDER_POWER_CUT_SEED") or int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF)
+    print(f"power cut: seed {seed} (replay: PYMENDER_POWER_CUT_SEED={seed})")
+    payload = int(json.loads((test_image.directory / "image.json").read_text())["rootfs_size_mb"]) << 20
+    cut = cut_during(machine, test_image, "install", random.Random(seed), artifact=f"{STICK}/release1.mender",
+                     payload_bytes=payload)
+    print(f"power cut: {cut}")
+    after = power_on_and_check(machine, test_image)
+    if after.pending is None:
+        # Cut before the pending update was recorded: the old system boots and the environment
+        # is as at the factory, byte for byte.
+        assert "trying the update" not in machine.last_boot_log
+        assert_factory_system(machine, test_image)
+        assert env_files_digest(machine, test_image) == env_before
+        assert_env(machine, test_image, factory_env(test_image))
+        assert after.pending is None
 
-    # The old system boots, the environment is exactly as at the factory.
-    log = machine.start()
-    assert "trying the update" not in log
-    assert_factory_system(machine, test_image)
-    assert env_files_digest(machine, test_image) == env_before
-    assert_env(machine, test_image, factory_env(test_image))
-
-    # 5b. A new install then succeeds; the power goes right after it, before any reboot.
+    # 5b. A new install then succeeds (after what a refusal asks, if the cut came after the
+    # switch); the power goes right after it, before any reboot.
     mount_stick(machine, STICK)
-    code, output = install(machine, f"{STICK}/release1.mender")
-    assert code == 0, output
+    _, output = install_way_forward(machine, f"{STICK}/release1.mender")
     assert f"Installed {test_image.update_release}" in output
+    new = 3 if f"{test_image.partitions['rootfs_b']} (partition 3)" in output else 2
+    old = 5 - new
     machine.kill()
 
     # What the install switched reached the disk: the next boot tries the new system.
     log = machine.start()
-    assert "pymender: trying the update on partition 3" in log
-    assert machine.booted_partition == 3
-    assert root_device(machine) == test_image.partitions["rootfs_b"]
+    assert f"pymender: trying the update on partition {new}" in log
+    assert machine.booted_partition == new
+    assert root_device(machine) == test_image.partitions["rootfs_b" if new == 3 else "rootfs_a"]
     assert running_release(machine, test_image.marker_file) == test_image.update_release
     assert boot_env(machine)["upgrade_available"] == "1"
 
     # 5c. Not committed: the next boot goes back to the old system by itself, and the update
     # is then reported as failed and forgotten.
     log = machine.reboot()
-    assert "pymender: update on partition 3 not committed, rolling back to partition 2" in log
-    assert_factory_system(machine, test_image)
-    assert_env(machine, test_image, {**factory_env(test_image), "mender_boot_part_hex": "2"})
+    assert f"pymender: update on partition {new} not committed, rolling back to partition {old}" in log
+    assert machine.booted_partition == old
+    assert_env(machine, test_image, {**factory_env(test_image), "mender_boot_part": str(old),
+                                     "mender_boot_part_hex": str(old)})
+    if old == 2 and after.current == test_image.factory_release:
+        assert_factory_system(machine, test_image)
     code, output = machine.run("pymender commit")
     assert code == 1, output
     assert_one_line_error(output, "did not stay up", f"{test_image.update_release} was not committed")

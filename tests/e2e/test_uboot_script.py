@@ -25,6 +25,7 @@ from e2e.uboot_disk import (
     TEST_KERNEL,
     TEST_KERNEL_LINE,
     UBOOT_BIN,
+    EnvCopy,
     UBootDisk,
     UBootMachine,
     boot_script,
@@ -33,6 +34,9 @@ from e2e.uboot_disk import (
     gzip_kernel,
     initial_env,
 )
+from fault.bootloaders import uboot_boot, uboot_import
+from fault.crashcheck import crash_states_of
+from fault.crashstates import CrashState
 from helpers import require_tool
 from pymender.device.bootenv.uboot import UBootEnv
 
@@ -249,3 +253,92 @@ def test_kernel_is_started_with_root_and_args(tmp_path: Path, boot: Boot, tools:
         assert "Uncompressing Kernel Image" in console
         assert "Loading Ramdisk" in console
     assert "cannot boot" not in console
+
+
+# --- a torn write of pymender's, as the crash-state model builds it ------------------------------
+
+#: A variable long enough to carry the environment's data into its second sector, so that a write
+#: torn at a sector boundary leaves a copy that is neither the old one nor the new one.
+LONG_NOTE = {"pymender_note": "x" * 600}
+
+
+def _commit_crash_states(tmp_path: Path) -> tuple[dict[str, bytes], list[CrashState]]:
+    """The environment after a trial boot of B (copy 1, flags 3, bootcount=1) over pymender's
+    install write (copy 2, flags 2); and every state a power cut during pymender's commit write
+    (upgrade_available=0, into copy 2) can leave, by the crash-state model."""
+    directory = tmp_path / "commit"
+    directory.mkdir()
+    before = {ENV_FILES[0]: env_copy({**TRIAL, **LONG_NOTE, "bootcount": "1"}, 3),
+              ENV_FILES[1]: env_copy({**TRIAL, **LONG_NOTE}, 2)}
+    lines = []
+    for name, blob in before.items():
+        (directory / name).write_bytes(blob)
+        lines.append(f"{directory / name} 0x0 {ENV_SIZE:#x}\n")
+    (directory / "fw_env.config").write_text("".join(lines))
+    env = UBootEnv.from_config(directory / "fw_env.config", lock_file=None)
+    states = crash_states_of(directory, lambda: env.write({"upgrade_available": "0"}), randoms=2)
+    for name, blob in before.items():
+        (directory / name).write_bytes(blob)
+    return before, states
+
+
+def _torn(state: CrashState, before: dict[str, bytes]) -> bool:
+    """The commit's copy is neither as before nor as written: a sector boundary tore it."""
+    blob = state.disk.files[ENV_FILES[1]]
+    return blob != before[ENV_FILES[1]] and not EnvCopy.parse(blob).valid
+
+
+def _boot_matches_the_model(tmp_path: Path, script: bytes, boot: Boot, files: dict[str, bytes]) -> None:
+    """Real U-Boot boots ``files`` as the model of its script predicts: the partition, and every
+    byte it writes; then pymender's backend and fw_printenv read what the script left."""
+    predicted = uboot_boot(files, ENV_SIZE, names=ENV_FILES)
+    disk = make_disk(tmp_path, script, files[ENV_FILES[0]], files[ENV_FILES[1]])
+    console = boot(disk)
+    assert BOOTING.format(predicted.partition) in console, console[-2000:]
+    after = {name: disk.read(name) for name in ENV_FILES}
+    assert after == {**files, **predicted.writes}
+    left = uboot_boot(after, ENV_SIZE, names=ENV_FILES)
+    assert left.source is not None
+    assert_agree(disk, tmp_path, uboot_import(after[ENV_FILES[left.source - 1]][5:]) or {})
+
+
+def test_a_torn_commit_write_boots_as_the_model_says(tmp_path: Path, script: bytes, boot: Boot) -> None:
+    """A power cut tore pymender's commit write after the trial boot: the torn copy fails its CRC,
+    U-Boot trusts the trial copy, whose trial is used up, and rolls back to A, writing the
+    torn copy over, byte for byte as the model of the script says."""
+    before, states = _commit_crash_states(tmp_path)
+    torn = [state for state in states if _torn(state, before)]
+    assert torn, [state.how for state in states]
+    files = {name: torn[0].disk.files[name] for name in ENV_FILES}
+    predicted = uboot_boot(files, ENV_SIZE, names=ENV_FILES)
+    assert (predicted.source, predicted.partition, set(predicted.writes)) == (1, str(PART_A), {ENV_FILES[1]})
+    _boot_matches_the_model(tmp_path, script, boot, files)
+
+
+def test_every_crash_state_of_the_commit_write_boots_as_the_model_says(
+        tmp_path: Path, script: bytes, boot: Boot) -> None:
+    """Every distinct state of the commit write (on demand: a boot each)."""
+    if os.environ.get("PYMENDER_E2E_FULL") != "1":
+        pytest.skip("on demand (a boot for each of the commit write's crash states): PYMENDER_E2E_FULL=1")
+    before, states = _commit_crash_states(tmp_path)
+    assert any(_torn(state, before) for state in states)
+    for index, state in enumerate(states):
+        where = tmp_path / f"state-{index}"
+        where.mkdir()
+        _boot_matches_the_model(where, script, boot, {name: state.disk.files[name] for name in ENV_FILES})
+
+
+def test_a_copy_in_a_longer_file_counts_by_its_first_bytes(tmp_path: Path, script: bytes, boot: Boot) -> None:
+    """A file longer than the environment counts by its first ENV_SIZE bytes, as libubootenv
+    reads it: U-Boot, pymender and fw_printenv take the same copy as current (the script used to
+    call such a copy damaged and boot the other one: a finding of the ubootenv fuzz target)."""
+    files = {ENV_FILES[0]: env_copy(FACTORY, 4), ENV_FILES[1]: env_copy(TRIAL, 5) + b"\x00\xff"}
+    predicted = uboot_boot(files, ENV_SIZE, names=ENV_FILES)
+    assert (predicted.source, predicted.partition, predicted.trial) == (2, str(PART_B), True)
+    disk = make_disk(tmp_path, script, files[ENV_FILES[0]], files[ENV_FILES[1]])
+    assert_agree(disk, tmp_path / "before", TRIAL)
+    console = boot(disk)
+    assert "damaged" not in console
+    assert TRYING.format(PART_B) in console
+    assert {name: disk.read(name) for name in ENV_FILES} == {**files, **predicted.writes}
+    assert_agree(disk, tmp_path / "after", {**TRIAL, "bootcount": "1"})

@@ -9,7 +9,9 @@
 # fw_printenv/fw_setenv read and write the very bytes this script does.
 # Which copy is current, as libubootenv decides: a copy counts when its CRC is right (and, here,
 # its values are valid); of two, the larger flags byte wins, 0 beats 255 (the counter wrapped),
-# equal flags pick copy 1. Only the current copy's A/B variables are imported.
+# equal flags pick copy 1. Only the current copy's A/B variables are imported. A file longer than
+# the environment counts by its first ${pymender_env_size} bytes, as libubootenv reads it (and so
+# pymender and fw_printenv); a shorter one is damaged.
 # A write goes to the other copy with flags + 1 (mod 256); the current copy is never touched,
 # so a power cut at any instant leaves one whole copy and every reader agrees on it. This script
 # writes only while an update is on trial (upgrade_available=1): the trial boot and a rollback.
@@ -72,7 +74,7 @@ for pymender_n in 1 2; do
     setenv upgrade_available
     setenv bootcount
     setenv filesize 0
-    if load ${devtype} ${devnum}:${pymender_env_part} ${pymender_addr} ${pymender_file}; then
+    if load ${devtype} ${devnum}:${pymender_env_part} ${pymender_addr} ${pymender_file} ${pymender_env_size}; then
         true
     fi
     if itest ${filesize} == ${pymender_env_size}; then

@@ -7,14 +7,16 @@ Layout of the environment directory (the boot partition, often FAT)::
     mender_grubenv1/lock.sha256sum  "<sha256 of lock>  lock": the lock's content at rest
     mender_grubenv2/...             the same, the second copy
 
-A copy is *valid* when its lock matches its checksum (not being edited) and its ``env`` is a
-well-formed block. Writes go to copy 2 then copy 1 (a damaged copy first), each bracketed by
-``editing=1`` ... the original lock bytes; so at any instant at most one copy is mid-write and
-the other holds the complete old (during the first) or new (during the second) environment.
-GRUB's boot script makes the same choice as :meth:`GrubEnv.read`: copy 1 unless copy 1 is
-being edited. A damaged copy is repaired by the next :meth:`GrubEnv.write` (it is written
-first, from the good copy's environment with the changes applied), as Mender's
-``grub-mender-grubenv-set`` restores a bad copy before every change.
+A copy is *valid* when it is at rest as GRUB's boot script judges it (its ``lock.sha256sum``
+passes GRUB's ``hashsum --check``, its lock says ``editing=0``) and its ``env`` is an
+environment block as GRUB parses one (:func:`decode_block`). Writes go to copy 2 then copy 1
+(a damaged copy first), each bracketed by ``editing=1`` ... the original lock bytes; so at any
+instant at most one copy is mid-write and the other holds the complete old (during the first)
+or new (during the second) environment. GRUB's boot script makes the same choice as
+:meth:`GrubEnv.read`: copy 1 unless copy 1 is being edited or damaged. A damaged copy is
+repaired by the next :meth:`GrubEnv.write` (it is written first, from the good copy's
+environment with the changes applied), as Mender's ``grub-mender-grubenv-set`` restores a bad
+copy before every change.
 
 Where the directory is, when ``GrubEnvDir`` does not say: ``ENV_DIR=`` in
 ``/etc/mender_grubenv.config``, then the places Mender's GRUB integration uses
@@ -81,36 +83,75 @@ def encode_block(variables: Mapping[str, str]) -> bytes:
 
 
 def decode_block(data: bytes) -> dict[str, str] | None:
-    """The variables of a GRUB environment block, or None when it is not a whole block."""
-    if len(data) != BLOCK_SIZE or not data.startswith(HEADER):
+    """The variables of a GRUB environment block, read exactly as GRUB reads them; None when it
+    is not an environment block at all.
+
+    GRUB (``load_env``, ``grub-editenv``) takes a block of any size that starts with the header;
+    a line starting with ``#`` is skipped; a name runs to the next ``=`` (even across lines); a
+    value runs to the next newline not escaped by a backslash; an entry without its ``=`` or its
+    newline ends the block. Names and values end at a NUL byte, as C strings do.
+    """
+    if len(data) <= len(HEADER) or not data.startswith(HEADER):
         return None
     variables: dict[str, str] = {}
     pos, end = len(HEADER), len(data)
     while pos < end:
-        newline = data.find(b"\n", pos)
-        line_end = end if newline < 0 else newline
-        if data[pos:pos + 1] in (b"#", b"\n"):
-            pos = line_end + 1
+        if data[pos] == _HASH:
+            pos = _next_line(data, pos)
             continue
-        equals = data.find(b"=", pos, line_end)
+        equals = data.find(b"=", pos)
         if equals < 0:
-            pos = line_end + 1
-            continue
-        name = data[pos:equals]
+            break
         value = bytearray()
         i = equals + 1
-        while i < end and data[i:i + 1] != b"\n":
-            if data[i:i + 1] == b"\\" and i + 1 < end:
+        while i < end and data[i] != _NEWLINE:
+            if data[i] == _BACKSLASH:
                 i += 1
-            value += data[i:i + 1]
+                if i >= end:
+                    break
+            value.append(data[i])
             i += 1
-        if i >= end:  # GRUB ignores a last line with no newline
+        if i >= end:  # no newline after the value: GRUB stops here
             break
-        variables[name.decode("utf-8", "surrogateescape")] = value.decode(
+        name = data[pos:equals].split(b"\0", 1)[0]
+        variables[name.decode("utf-8", "surrogateescape")] = bytes(value).split(b"\0", 1)[0].decode(
             "utf-8", "surrogateescape"
         )
         pos = i + 1
     return variables
+
+
+_HASH, _NEWLINE, _BACKSLASH = ord("#"), ord("\n"), ord("\\")
+
+
+def _next_line(data: bytes, pos: int) -> int:
+    newline = data.find(b"\n", pos)
+    return len(data) if newline < 0 else newline + 1
+
+
+def checksum_list_ok(listing: bytes, files: Mapping[str, bytes | None]) -> bool:
+    """Whether GRUB's ``hashsum --hash sha256 --check`` accepts ``listing`` for a copy whose files
+    are ``files`` (name -> content, None when missing).
+
+    Every line must be a SHA-256 in hex, two blanks (spaces or tabs) and a file name, and that
+    file must exist with that digest; carriage returns are ignored; an empty list passes.
+    """
+    lines = listing.replace(b"\r", b"").split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        text = line.lstrip(b" \t\n\v\f")
+        digest, blanks, name = text[:64], text[64:66], text[66:].split(b"\0", 1)[0]
+        if len(digest) != 64 or not all(c in _HEX for c in digest) or len(blanks) != 2 \
+                or any(c not in b" \t" for c in blanks):
+            return False
+        content = files.get(name.decode("utf-8", "surrogateescape"))
+        if content is None or hashlib.sha256(content).hexdigest() != digest.decode("ascii").lower():
+            return False
+    return True
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 def lock_checksum_line(lock: bytes) -> bytes:
@@ -139,13 +180,14 @@ class _Copy(NamedTuple):
 
     @property
     def lock_ok(self) -> bool:
-        """The lock is at rest: its bytes match the recorded sha256."""
+        """The lock is at rest as GRUB's script decides it: ``lock.sha256sum`` passes GRUB's
+        ``hashsum --check`` and the lock says ``editing=0``."""
         if self.lock is None or self.checksum is None:
             return False
-        fields = self.checksum.split()
-        return bool(fields) and fields[0].decode("ascii", "replace").lower() == hashlib.sha256(
-            self.lock
-        ).hexdigest()
+        files = {"env": self.env, "lock": self.lock, "lock.sha256sum": self.checksum}
+        if not checksum_list_ok(self.checksum, files):
+            return False
+        return (decode_block(self.lock) or {}).get("editing") == "0"
 
     @property
     def valid(self) -> bool:
@@ -234,13 +276,15 @@ class GrubEnv:
 
     @staticmethod
     def _rest_lock(current: _Copy) -> tuple[bytes, bytes]:
-        """The lock bytes and checksum line of a copy at rest, reused verbatim for every copy.
+        """The lock bytes of a copy at rest, reused verbatim for every copy, and their checksum
+        line in sha256sum's form.
 
-        Reusing the device's own bytes (not re-encoding ``editing=0``) keeps the checksum right
-        whatever tool created the lock.
+        Reusing the device's own lock bytes (not re-encoding ``editing=0``) keeps them right
+        whatever tool created them; the checksum line is made afresh, since a list that also
+        names another file (or names the lock in another way) would not hold for a new copy.
         """
-        assert current.lock is not None and current.checksum is not None
-        return current.lock, current.checksum
+        assert current.lock is not None
+        return current.lock, lock_checksum_line(current.lock)
 
     def _write_copy(
         self, directory: Path, env: bytes, lock: bytes, checksum: bytes, old_checksum: bytes | None

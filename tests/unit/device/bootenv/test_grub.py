@@ -92,11 +92,27 @@ def test_decode_skips_comment_lines_written_by_newer_grub_editenv() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", HEADER, encode_block({"a": "1"})[:-1], b"X" + encode_block({"a": "1"})[1:]],
-    ids=["empty", "header-only", "short", "bad-header"],
+    [b"", HEADER, b"X" + encode_block({"a": "1"})[1:]],
+    ids=["empty", "header-only", "bad-header"],
 )
-def test_decode_refuses_what_is_not_a_whole_block(data: bytes) -> None:
+def test_decode_refuses_what_is_not_an_environment_block(data: bytes) -> None:
     assert decode_block(data) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (encode_block({"a": "1"})[:-1], {"a": "1"}),  # GRUB takes a block of any size
+        (HEADER + b"a=1\nb=2", {"a": "1"}),  # no newline after the last value: it ends there
+        (HEADER + b"\na=1\n", {"\na": "1"}),  # a name runs to the next '=', across lines
+        (HEADER + b"junk\nb=2\n", {"junk\nb": "2"}),
+        (HEADER + b"a=x\\", {}),  # a backslash at the very end
+        (HEADER + b"n\0ame=v\0alue\n", {"n": "v"}),  # C strings end at NUL
+    ],
+    ids=["short-block", "unterminated", "empty-line", "line-without-eq", "trailing-backslash", "nul"],
+)
+def test_decode_reads_a_block_exactly_as_grub_does(data: bytes, expected: dict[str, str]) -> None:
+    assert decode_block(data) == expected
 
 
 @pytest.mark.parametrize(
@@ -217,9 +233,48 @@ def test_write_heals_a_damaged_copy(env: GrubEnv, n: int, how: str) -> None:
     assert boot_view(env) == NEW
 
 
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "{digest}  loc\x06\n",  # names a file that does not exist (found by the grubenv fuzz target)
+        "{digest}  lock\n0000  env\n",  # a second line that is not a digest
+        "{digest} lock\n",  # one blank: not GRUB's list format
+        "\n{digest}  lock\n",  # an empty line is an invalid list
+    ],
+    ids=["other-name", "bad-second-line", "one-blank", "empty-line"],
+)
+def test_a_checksum_list_grub_refuses_makes_the_copy_unusable(env: GrubEnv, listing: str) -> None:
+    """GRUB's script runs ``hashsum --check`` on lock.sha256sum: a copy whose list GRUB refuses
+    is not at rest, even when the list holds the lock's digest. pymender must judge it the same,
+    and must not copy that list into the other copy when it writes (which left GRUB with two
+    unusable copies, booting rootfs A, while pymender had switched to B)."""
+    lock = (copy_dir(env, 1) / "lock").read_bytes()
+    (copy_dir(env, 1) / "lock.sha256sum").write_text(listing.format(digest=hashlib.sha256(lock).hexdigest()))
+    (copy_dir(env, 1) / "env").write_bytes(encode_block({**OLD, "bootcount": "1"}))
+    assert env.read() == OLD  # copy 2, as GRUB reads it
+    env.write(CHANGES)
+    assert_both_sound(env, NEW)
+    for n in (1, 2):
+        assert (copy_dir(env, n) / "lock.sha256sum").read_bytes() == lock_checksum_line(lock)
+
+
+def test_a_lock_that_says_editing_is_not_at_rest_even_with_its_checksum(env: GrubEnv) -> None:
+    editing = encode_block({"editing": "1"})
+    (copy_dir(env, 1) / "lock").write_bytes(editing)
+    (copy_dir(env, 1) / "lock.sha256sum").write_bytes(lock_checksum_line(editing))
+    (copy_dir(env, 1) / "env").write_bytes(encode_block({**OLD, "bootcount": "1"}))
+    assert env.read() == OLD
+
+
+def test_an_empty_checksum_list_passes_as_in_grub(env: GrubEnv) -> None:
+    (copy_dir(env, 1) / "lock.sha256sum").write_bytes(b"")
+    (copy_dir(env, 1) / "env").write_bytes(encode_block({**OLD, "bootcount": "1"}))
+    assert env.read() == {**OLD, "bootcount": "1"}
+
+
 def test_both_copies_damaged_is_refused(env: GrubEnv) -> None:
     damage(env, 1, "stale-lock")
-    damage(env, 2, "truncated-env")
+    damage(env, 2, "garbage-env")
     with pytest.raises(BootEnvError, match="both copies"):
         env.read()
     with pytest.raises(BootEnvError, match="both copies"):
