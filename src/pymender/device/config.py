@@ -119,8 +119,6 @@ class DeviceConfig(NamedTuple):
     #: chain) and its private key that ``https://`` sources are fetched with (mutual TLS).
     https_client_certificate: Path | None = None
     https_client_key: Path | None = None
-    #: Where Update Modules are looked up, in order; empty: :attr:`module_dirs`' default.
-    modules_dirs: tuple[Path, ...] = ()
     #: Where the settings came from and which data layout is in use. Not a setting: not
     #: compared. Must stay the last field.
     origin: Origin = Origin()
@@ -146,7 +144,7 @@ class DeviceConfig(NamedTuple):
     def module_dirs(self) -> tuple[Path, ...]:
         """Where Update Modules are looked up, in order: Mender's ``<MENDER_DATA_DIR>/modules/v3``,
         then pymender's own directory (see :mod:`pymender.device.payloads.update_module`)."""
-        return self.modules_dirs or (MenderPaths.from_environ().modules, PYMENDER_MODULES_DIR)
+        return (MenderPaths.from_environ().modules, PYMENDER_MODULES_DIR)
 
     @property
     def module_tree(self) -> Path:

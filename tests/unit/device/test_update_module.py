@@ -21,19 +21,13 @@ calls is compared with :data:`MENDER`, a table written from Mender 5.x's client 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from device_sim import SimDevice
-from pymender.artifact import builders
-from pymender.artifact.writer import write_artifact
-
-RECORDER = Path(__file__).parent / "modules" / "recorder.py"
-PAYLOAD = b"".join(bytes([i % 251]) * 7 for i in range(20000))
+from module_rig import PAYLOAD, Rig, install_recorder
 
 PPFS, DL, DLS = "ProvidePayloadFileSizes", "Download", "DownloadWithFileSizes"
 INSTALL, REBOOT, ROLLBACK_Q = "ArtifactInstall", "NeedsArtifactReboot", "SupportsRollback"
@@ -83,55 +77,11 @@ MENDER: dict[str, tuple[dict[str, Any], list[str], tuple[str, list[str]] | None,
 }
 
 
-class Rig:
-    """A simulated device in Mender's layout with the recorder installed as ``rec``."""
-
-    def __init__(self, tmp: Path, host: Path, monkeypatch: pytest.MonkeyPatch, name: str = "rec") -> None:
-        self.tmp = tmp
-        self.device = SimDevice.create(tmp / "dev", mender_host=host)
-        self.modules = host / "usr-share-mender" / "modules" / "v3"
-        self.modules.mkdir(parents=True, exist_ok=True)
-        install_recorder(self.modules / name)
-        self.log = tmp / "calls.jsonl"
-        self.monkeypatch = monkeypatch
-        monkeypatch.setenv("RECORDER_LOG", str(self.log))
-        self.behave({})
-        self.tree = self.device.data_dir / "modules" / "v3" / "payloads" / "0000" / "tree"
-
-    def behave(self, behaviour: dict[str, Any]) -> None:
-        self.monkeypatch.setenv("RECORDER_BEHAVE", json.dumps(behaviour))
-
-    def artifact(self, name: str = "app-1", *, payload_type: str = "rec", files: dict[str, bytes] | None = None,
-                 meta_data: dict[str, Any] | None = None) -> Path:
-        contents = {"payload.bin": PAYLOAD} if files is None else files
-        paths = []
-        for file_name, data in contents.items():
-            path = self.tmp / "files" / name / file_name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            paths.append(path)
-        spec = builders.module_image(builders.CommonOptions(name=name, device_types=["qemux86-64"]), payload_type,
-                                     paths, meta_data, builders.SoftwareOptions())
-        out = self.tmp / f"{name}-{payload_type}.mender"
-        write_artifact(spec, out, compression_name="none", signer=None, threads=1)
-        return out
-
-    def calls(self) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        records = [json.loads(line) for line in self.log.read_text().splitlines()]
-        self.log.unlink()
-        return records
-
-
-def install_recorder(path: Path) -> None:
-    path.write_text(f"#!{sys.executable}\n" + RECORDER.read_text())
-    path.chmod(0o755)
-
-
 @pytest.fixture
 def rig(tmp_path: Path, no_host_configuration: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
-    return Rig(tmp_path, no_host_configuration, monkeypatch)
+    rig = Rig(tmp_path, no_host_configuration, monkeypatch)
+    install_recorder(rig.modules / "rec")
+    return rig
 
 
 @pytest.mark.parametrize("scenario", list(MENDER))
