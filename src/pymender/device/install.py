@@ -290,6 +290,8 @@ class Updater:
         rootfs = self._rootfs()
         if flow.state is not UpdateState.IDLE:
             self._settle_before_install(flow, rootfs)
+        if flow.state is UpdateState.IDLE and self.config.module_tree.is_dir():
+            self._clean_stale_tree()
         device_type = read_device_type(self.config.device_type_file)
         if verifiers is None:
             verifiers = self._verifiers()
@@ -468,6 +470,8 @@ class Updater:
             return modules[0]
 
         work = self._module_work(flow, of, errors, supports_rollback=supports_rollback)
+        if flow.state is UpdateState.CLEANUP:
+            work[UpdateState.CLEANUP]()  # interrupted: run again, as Mender 5.x's resume does
         if start:
             flow.start(event, work, say=self._report)
         else:
@@ -533,6 +537,26 @@ class Updater:
             return ResumeResult(name, "rolled back", False)
         self._report(f"Committed {self.store.current().artifact_name}: it is now the installed Artifact.")
         return ResumeResult(name, "committed", bool(self.last_reboot))
+
+    def _clean_stale_tree(self) -> None:
+        """A module's tree with nothing pending: an install stopped in Download (killed, or the
+        power cut). Its module's Cleanup runs (it may have streamed files somewhere), then the
+        tree goes, before the next install lays out its own."""
+        from pymender.device.payloads.update_module import UpdateModule, find_module
+
+        tree = self.config.module_tree
+        try:
+            payload_type = (tree / "header" / "payload_type").read_text(encoding="utf-8")
+            module = UpdateModule(find_module(payload_type, self.config.module_dirs), tree,
+                                  timeout=self.config.module_timeout_seconds, payload_type=payload_type)
+        except (OSError, PymenderError) as err:
+            log.warning("removing the Update Module tree %s left by an interrupted install: %s", tree, err)
+            import shutil
+
+            shutil.rmtree(tree, ignore_errors=True)
+            return
+        log.info("cleaning up after the interrupted install of a %s payload", payload_type)
+        self._module_cleanup(module)
 
     def _module_cleanup(self, module: UpdateModule) -> None:
         try:
