@@ -358,3 +358,13 @@ def test_meta_data_that_is_not_a_json_object_is_refused(rig: Rig) -> None:
     code, _, err = rig.device.mender_update("install", str(broken))
     assert code == 1 and "meta-data" in err
     assert rig.calls() == [] and rig.device.snapshot() == before
+
+
+def test_a_module_that_never_opens_its_stream_fails_the_download(rig: Rig) -> None:
+    (rig.modules / "rec").write_text(
+        "#!/bin/sh\n[ \"$1\" = Download ] && cat \"$2/stream-next\" > /dev/null\nexit 0\n")
+    before = rig.device.snapshot()
+    code, out, err = rig.device.mender_update("install", str(rig.artifact()))
+    assert code == 1 and "Streaming failed." in out
+    assert "read stream-next but returned from Download without opening streams/payload.bin" in err
+    assert rig.device.snapshot() == before and not rig.tree.exists()
