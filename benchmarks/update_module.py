@@ -7,9 +7,10 @@
    into ``streams/<file>`` through ``stream-next``, the module copying them with ``cat`` next
    to their destination. The peer is ``cat <file> > <destination>``: the same bytes into the
    same kind of file, with no protocol at all. Reported: the median wall time of each, and
-   the ratio peer / pymender (1.0: the FIFO costs nothing; the target is 0.9 or more). The
-   source is read from the page cache in both (read once before the runs); dirty pages are
-   flushed (untimed) before every run.
+   the ratio peer / pymender (1.0: the FIFO costs nothing; the target is 0.9 or more), and the
+   CPU time of each (pymender, the module and its ``cat`` together), steadier than wall time
+   on a shared machine. The source is read from the page cache in both (read once before the
+   runs); dirty pages are flushed (untimed) before every run.
 
    For information (not a target) the whole ``mender-update install`` of the same payload as
    a single-file Artifact is timed too: it also reads the Artifact's tar, checks the payload's
@@ -31,6 +32,7 @@ import contextlib
 import io
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -74,6 +76,18 @@ def flush() -> None:
     os.sync()
 
 
+def cpu() -> float:
+    """CPU seconds (user + system) of this process and of its waited-for children so far."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+CPU: dict[str, list[float]] = {"fifo": [], "cat": []}
+
+
 def stream_once(work: Path, payload: Path, module: Path, dest: Path) -> float:
     tree = work / "tree"
     shutil.rmtree(tree, ignore_errors=True)
@@ -84,9 +98,10 @@ def stream_once(work: Path, payload: Path, module: Path, dest: Path) -> float:
     (files / "filename").write_text(f"{payload.name}\n")
     source = FilePayload(payload)
     flush()
-    started = time.perf_counter()
+    started, used = time.perf_counter(), cpu()
     UpdateModule(module, tree, timeout=600).download([source])
     elapsed = time.perf_counter() - started
+    CPU["fifo"].append(cpu() - used)
     source.close()
     landed = dest / f".{payload.name}.pymender-new"
     assert landed.stat().st_size == payload.stat().st_size, "the module did not get the whole payload"
@@ -97,10 +112,11 @@ def stream_once(work: Path, payload: Path, module: Path, dest: Path) -> float:
 def cat_once(payload: Path, dest: Path) -> float:
     target = dest / payload.name
     flush()
-    started = time.perf_counter()
+    started, used = time.perf_counter(), cpu()
     with target.open("wb") as out:
         subprocess.run(["cat", str(payload)], stdout=out, check=True)
     elapsed = time.perf_counter() - started
+    CPU["cat"].append(cpu() - used)
     target.unlink()
     return elapsed
 
@@ -171,6 +187,9 @@ def main() -> int:
               f"({size / statistics.median(fifo):7.0f} MiB/s)")
         print(f"  ratio cat / FIFO:               {statistics.median(cat) / statistics.median(fifo):7.2f}"
               "  (target >= 0.9)")
+        fifo_cpu, cat_cpu = statistics.median(CPU["fifo"]), statistics.median(CPU["cat"])
+        print(f"  CPU time (user + system):       cat {cat_cpu:.3f} s, FIFO {fifo_cpu:.3f} s (pymender, module "
+              f"and its cat), ratio {cat_cpu / fifo_cpu:.2f}")
         if not args.skip_install:
             installs = []
             host = work / "host"
