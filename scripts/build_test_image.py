@@ -312,6 +312,7 @@ def inputs_key(base: str) -> str:
     tree_digest(digest, REPO / "src" / "pymender")
     tree_digest(digest, LAYER)
     tree_digest(digest, LAYER_TESTS)
+    tree_digest(digest, REPO / "modules")
     digest.update((REPO / "pyproject.toml").read_bytes())
     return digest.hexdigest()
 
@@ -409,6 +410,7 @@ def layer_conf(target: Target, total_mb: int, keys: Path) -> str:
         # mender-update is installed (install_python_package installs every command): the
         # end-to-end tests drive a device in Mender's layout with it.
         "PYMENDER_MENDER_UPDATE": "1",
+        "PYMENDER_UPDATE_MODULES": "single-file directory script deb",
     }
     lines = ['INHERIT += "pymender-full"'] + [f'{name} = "{value}"' for name, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -453,6 +455,9 @@ def install_layer_packages(target: Target, layer: LayerRun, rootfs: Path, image_
 
     growfs = layer.build("pymender-growfs-data", ["do_compile", "do_install"])
     install_into(growfs, rootfs)
+    # PYMENDER_UPDATE_MODULES names all of them: the end-to-end tests install applications
+    modules = layer.build("pymender-update-modules", ["do_install"])
+    install_into(modules, rootfs)
     # SYSTEMD_AUTO_ENABLE = "enable": what systemd.bbclass's postinst does.
     run("systemctl", "--quiet", f"--root={rootfs}", "enable", "pymender-grow-data.service")
 

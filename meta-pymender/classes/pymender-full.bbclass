@@ -102,6 +102,8 @@ def pymender_setup_image(d):
         packages += " pymender-growfs-data"
     if d.getVar("PYMENDER_MENDER_UPDATE") == "1":
         packages += " pymender-mender-update"
+    for module in (d.getVar("PYMENDER_UPDATE_MODULES") or "").split():
+        packages += " pymender-update-modules-" + module
     d.appendVar("IMAGE_INSTALL", " " + packages)
     # The rootfs image fills a rootfs partition: oe-core adds IMAGE_ROOTFS_EXTRA_SPACE to
     # IMAGE_ROOTFS_SIZE (image.bbclass, get_rootfs_size), so that much is taken off here.
@@ -219,6 +221,10 @@ python pymender_check_configuration() {
     for name in ("PYMENDER_BOOTSTRAP_ARTIFACT", "PYMENDER_MENDER_UPDATE"):
         if d.getVar(name) not in ("0", "1"):
             bb.fatal("%s must be \"1\" or \"0\", not \"%s\"" % (name, d.getVar(name)))
+    known_modules = d.getVar("PYMENDER_KNOWN_UPDATE_MODULES").split()
+    for module in (d.getVar("PYMENDER_UPDATE_MODULES") or "").split():
+        if module not in known_modules:
+            bb.fatal("PYMENDER_UPDATE_MODULES: unknown Update Module \"%s\" (%s)" % (module, ", ".join(known_modules)))
     fstypes = d.getVar("PYMENDER_ROOTFS_FSTYPES_SUPPORTED").split()
     if d.getVar("PYMENDER_ROOTFS_FSTYPE") not in fstypes:
         bb.fatal("PYMENDER_ROOTFS_FSTYPE: \"%s\" is not one of %s" % (d.getVar("PYMENDER_ROOTFS_FSTYPE"), ", ".join(fstypes)))

@@ -60,6 +60,11 @@
 #                                    Mender 5.x's command line, for devices and scripts made for
 #                                    Mender. It conflicts with Mender's own mender-update
 #                                    package. Default: 0
+#   PYMENDER_UPDATE_MODULES          Update Modules pymender installs in the image, in
+#                                    /usr/share/pymender/modules/v3 (packages
+#                                    pymender-update-modules-<name>): any of single-file,
+#                                    directory, script, deb (space separated), as meta-mender's
+#                                    "modules". Default: empty (none)
 #
 # Images (which images, which types)
 #   PYMENDER_IMAGE_ENABLE            "1": this image gets pymender (the updater, the Artifact,
@@ -189,6 +194,10 @@ PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP_DEFAULT = ""
 
 PYMENDER_MENDER_UPDATE ??= "${PYMENDER_MENDER_UPDATE_DEFAULT}"
 PYMENDER_MENDER_UPDATE_DEFAULT = "0"
+PYMENDER_UPDATE_MODULES ??= "${PYMENDER_UPDATE_MODULES_DEFAULT}"
+PYMENDER_UPDATE_MODULES_DEFAULT = ""
+# The modules the layer ships (recipe pymender-update-modules).
+PYMENDER_KNOWN_UPDATE_MODULES = "single-file directory script deb"
 
 PYMENDER_IMAGE_ENABLE ??= "${PYMENDER_IMAGE_ENABLE_DEFAULT}"
 PYMENDER_IMAGE_ENABLE_DEFAULT = ""
@@ -309,7 +318,8 @@ PYMENDER_KNOWN_VARIABLES = "\
     PYMENDER_ARTIFACT_PROVIDES PYMENDER_ARTIFACT_PROVIDES_GROUP PYMENDER_ARTIFACT_DEPENDS \
     PYMENDER_ARTIFACT_DEPENDS_GROUPS PYMENDER_ARTIFACT_NAME_DEPENDS PYMENDER_ARTIFACT_EXTRA_ARGS \
     PYMENDER_BOOTSTRAP_ARTIFACT PYMENDER_ARTIFACT_NAME_BOOTSTRAP PYMENDER_ARTIFACT_PROVIDES_BOOTSTRAP \
-    PYMENDER_MENDER_UPDATE PYMENDER_BOOTSTRAP_ARGS PYMENDER_BOOTSTRAP_IMAGE_TYPE PYMENDER_DATA_STAGING \
+    PYMENDER_MENDER_UPDATE PYMENDER_UPDATE_MODULES PYMENDER_KNOWN_UPDATE_MODULES \
+    PYMENDER_BOOTSTRAP_ARGS PYMENDER_BOOTSTRAP_IMAGE_TYPE PYMENDER_DATA_STAGING \
     PYMENDER_IMAGE_ENABLE PYMENDER_IMAGE_TYPES PYMENDER_IMAGE_BMAP PYMENDER_ROOTFS_FSTYPE \
     PYMENDER_STORAGE_DEVICE PYMENDER_STORAGE_DEVICE_BASE PYMENDER_STORAGE_TOTAL_SIZE_MB \
     PYMENDER_BOOT_PART_SIZE_MB PYMENDER_DATA_PART_SIZE_MB PYMENDER_PARTITION_ALIGNMENT \

@@ -145,6 +145,10 @@ class ScriptError(PymenderError):
     """A state script failed or timed out."""
 
 
+class UpdateModuleError(PymenderError):
+    """An Update Module failed, timed out, was killed or broke the protocol."""
+
+
 # --- Disk images -------------------------------------------------------------------------------
 
 

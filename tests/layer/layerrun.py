@@ -22,6 +22,8 @@ RECIPES = {
     "pymender": LAYER / "recipes-pymender" / "pymender" / "pymender_0.1.0.bb",
     "pymender-config": LAYER / "recipes-pymender" / "pymender-config" / "pymender-config_1.0.bb",
     "pymender-growfs-data": LAYER / "recipes-pymender" / "pymender-growfs-data" / "pymender-growfs-data_1.0.bb",
+    "pymender-update-modules": LAYER / "recipes-pymender" / "pymender-update-modules" /
+    "pymender-update-modules_0.1.0.bb",
     "pymender-grubenv": LAYER / "recipes-bsp" / "pymender-grubenv" / "pymender-grubenv_1.0.bb",
     "pymender-ubootenv": LAYER / "recipes-bsp" / "pymender-ubootenv" / "pymender-ubootenv_1.0.bb",
     "base-files": STANDINS / "recipes" / "base-files_3.0.14.bb",

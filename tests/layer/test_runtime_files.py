@@ -164,7 +164,10 @@ def test_test_image_is_built_by_the_layers_tasks(assemble: object, tmp_path: Pat
     text = json.dumps(artifact)
     assert "release-2" in text and ("qemux86-64" if arch == "x86_64" else "qemuarm64") in text
     assert "ArtifactInstall_Enter_10_hello" in text  # the staged state script, not in the rootfs
-    assert not (rootfs / "usr/share/pymender").exists()
+    assert not (rootfs / "usr/share/pymender/artifact-scripts").exists()
+    # PYMENDER_UPDATE_MODULES: the layer's Update Modules, as their recipe installs them
+    assert sorted(os.listdir(rootfs / "usr/share/pymender/modules/v3")) == ["deb", "directory", "script",
+                                                                            "single-file"]
 
 
 

@@ -210,6 +210,9 @@ class ArtifactReader:
         self.header: ArtifactHeader | None = None
         self._data_started = False
         self._finished = False
+        #: The header's JSON documents as parsed, unvalidated beyond their schema (what Mender
+        #: hands an Update Module verbatim): ``"header-info"``, ``"NNNN/type-info"``.
+        self.verbatim: dict[str, Any] = {}
 
     @property
     def bytes_read(self) -> int:
@@ -378,6 +381,8 @@ class ArtifactReader:
             content = _read_all(tar, entry.size)
             if info is None:
                 info = HeaderInfo.from_json(content, version, f"{member.name}: header-info")
+                if not augment:
+                    self.verbatim["header-info"] = load_json(content, "header-info")
                 continue
             parts = entry.name.split("/")
             if parts[0] == "scripts" and not augment:
@@ -396,6 +401,8 @@ class ArtifactReader:
                 if index in type_infos:
                     raise ArtifactFormatError(f"{where} appears twice")
                 type_infos[index] = TypeInfo.from_json(content, where)
+                if not augment:
+                    self.verbatim[f"{index:04d}/type-info"] = load_json(content, where)
             elif rest == "meta-data":
                 meta[index] = parse_meta_data(content, where)
             elif rest == "files" and version == 2:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymender import __version__
 from pymender.artifact.reader import ArtifactReader, ReadOptions
+from pymender.cli import module_gen
 from pymender.cli.common import Parser, help_width, run_cli
 from pymender.errors import InputError, UsageError
 
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  pymender-artifact write rootfs-image -n release-1 -t qemux86-64 -f rootfs.ext4 -o release-1.mender\n"
             "  pymender-artifact read release-1.mender\n"
             "  pymender-artifact validate -k public.pem release-1.mender\n"
-            "  pymender-artifact sign -k private.pem release-1.mender\n\n"
+            "  pymender-artifact sign -k private.pem release-1.mender\n"
+            "  pymender-artifact single-file-artifact-gen -n app-1 -t qemux86-64 -d /opt/app app.conf\n\n"
             "exit codes: 0 success, 1 error, 2 bad usage, 3 cannot open an input,\n"
             "            4 invalid Artifact (or signature), 5 unsupported feature"
         ),
@@ -157,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the signed Artifact here (default: replace ARTIFACT)")
     sign.add_argument("-f", "--force", action="store_true", help="replace an existing signature")
 
+    for generator, (payload_type, _, _) in module_gen.GENERATORS.items():
+        commands.add_parser(generator, help=f"generate a {payload_type} Update Module Artifact (flags of "
+                                            f"Mender's {generator})",
+                            add_help=False)
+
     cat = commands.add_parser(
         "cat", help="print one payload file to standard output", formatter_class=_formatter,
         description="Write one payload file of an Artifact to standard output, checking its checksum.")
@@ -167,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
+    if module_gen.is_generator(argv):
+        return module_gen.main(argv[0], argv[1:], main)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

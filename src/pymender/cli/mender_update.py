@@ -49,6 +49,7 @@ INSTALLED_AND_COMMITTED = "Installed and committed."
 NO_UPDATE = "No update in progress."
 CLEANED_UP = "Cleaned up."
 ROLLBACK_FAILED = "Rollback failed. System may be in an inconsistent state."
+NO_ROLLBACK = "Update Module does not support rollback. System may be in an inconsistent state."
 NOT_MODIFIED = "System not modified."
 ROLLED_BACK = "Rolled back."
 POST_COMMIT_FAILED = "One or more post-commit steps failed."
@@ -202,7 +203,7 @@ def _main(argv: Sequence[str], opened: list[TextIO]) -> int:
     try:
         if args.command == "install":
             installed = updater.install(args.artifact, stop_before=stop)
-            if installed.committed:
+            if installed.committed and updater.last_reboot is None:  # not an Update Module's auto-commit
                 say(EMPTY_PAYLOAD)
         elif args.command == "commit":
             updater.commit(stop_before=stop, before_reboot=ABANDON)
@@ -211,11 +212,11 @@ def _main(argv: Sequence[str], opened: list[TextIO]) -> int:
         else:
             updater.resume(stop_before=stop, before_reboot=ABANDON)
     except PymenderError as err:
-        result = results(args.command, updater.last_flow, err)
+        result = results(args.command, updater.last_flow, err, updater.last_reboot)
         for line in result.lines:
             say(line)
         raise
-    result = results(args.command, updater.last_flow, None)
+    result = results(args.command, updater.last_flow, None, updater.last_reboot)
     for line in result.lines:
         say(line)
     if result.post_commit_failed:
@@ -235,10 +236,11 @@ class Results:
         self.post_commit_failed = False
 
 
-def results(command: str, flow: Flow | None, error: PymenderError | None) -> Results:
+def results(command: str, flow: Flow | None, error: PymenderError | None, reboot: bool | None = None) -> Results:
     """Mender's result lines for ``command``, from the walk ``flow`` took and the ``error`` it
     ended with: which steps were done (downloaded, installed, committed, rolled back), which
-    failed, and what that left (rolled back, not modified, inconsistent)."""
+    failed, and what that left (rolled back, not modified, inconsistent). ``reboot``: an Update
+    Module's answer to NeedsArtifactReboot (None: a rootfs-image, which always needs one)."""
     from pymender.device.flow import Event, UpdateState
 
     S = UpdateState
@@ -249,8 +251,9 @@ def results(command: str, flow: Flow | None, error: PymenderError | None) -> Res
     downloaded = empty or (S.DOWNLOAD, S.BEFORE_ARTIFACT_INSTALL_ENTER) in steps
     installed = empty or (S.ARTIFACT_INSTALL_ENTER, S.BEFORE_ARTIFACT_COMMIT_ENTER) in steps
     committed = empty or (S.ARTIFACT_COMMIT_ENTER, S.BEFORE_ARTIFACT_COMMIT_LEAVE) in steps
-    rolled_back = any(left is S.ARTIFACT_ROLLBACK_ENTER and entered is not S.ARTIFACT_ROLLBACK_ENTER
-                      for left, entered in steps)
+    no_rollback = any(event is Event.NO_ROLLBACK for _, event, _ in trace)
+    rolled_back = not no_rollback and any(
+        left is S.ARTIFACT_ROLLBACK_ENTER and entered is not S.ARTIFACT_ROLLBACK_ENTER for left, entered in steps)
     cleaned = (S.CLEANUP, S.IDLE) in steps
     nothing_to_do = isinstance(error, NothingToDoError)
     failed = error is not None and not nothing_to_do
@@ -286,13 +289,19 @@ def results(command: str, flow: Flow | None, error: PymenderError | None) -> Res
         out.lines += operation.split("\n")
     if rollback_failed:
         out.lines.append(ROLLBACK_FAILED)
+    elif no_rollback:
+        out.lines.append(NO_ROLLBACK)
     elif not_modified:
         out.lines.append(NOT_MODIFIED)
     elif rolled_back:
         out.lines.append(ROLLED_BACK)
     if out.post_commit_failed:
         out.lines.append(POST_COMMIT_FAILED)
-    if installed and not committed and not failed and command in ("install", "resume") \
+    if reboot is not None:
+        if reboot and installed and not failed and command in ("install", "resume"):
+            out.reboot_required = True
+            out.lines.append(REBOOT)
+    elif installed and not committed and not failed and command in ("install", "resume") \
             and flow is not None and flow.state is S.BEFORE_ARTIFACT_COMMIT_ENTER:
         out.reboot_required = True
         out.lines.append(REBOOT)

@@ -28,6 +28,7 @@ from pymender.device.layout import (
     PYMENDER,
     PYMENDER_CONFIG_FILE,
     PYMENDER_DATA_DIR,
+    PYMENDER_MODULES_DIR,
     Layout,
     MenderPaths,
     decide_layout,
@@ -153,6 +154,17 @@ class DeviceConfig(NamedTuple):
     def artifact_scripts_dir(self) -> Path:
         """Where the scripts of the Artifact being installed are kept (``<DataDir>/scripts``)."""
         return self.data_dir / "scripts"
+
+    @property
+    def module_dirs(self) -> tuple[Path, ...]:
+        """Where Update Modules are looked up, in order: Mender's ``<MENDER_DATA_DIR>/modules/v3``,
+        then pymender's own directory (see :mod:`pymender.device.payloads.update_module`)."""
+        return (MenderPaths.from_environ().modules, PYMENDER_MODULES_DIR)
+
+    @property
+    def module_tree(self) -> Path:
+        """The Update Modules' file tree (Mender's ``<ModulesWorkPath>/payloads/0000/tree``)."""
+        return self.data_dir / "modules" / "v3" / "payloads" / "0000" / "tree"
 
     @property
     def bootstrap_artifact(self) -> Path:
@@ -471,8 +483,9 @@ def _finish(settings: dict[str, _Setting], files: tuple[Path, ...], data_dir: Pa
     origin = Origin(files, layout.kind, layout.why, layout.data_dir)
     config = DeviceConfig(**values, origin=origin)
     log.debug("%s", origin.describe())
-    log.debug("Mender's directories: %s (configuration, rootfs state scripts), %s (Update Modules: %s, not run "
-              "by pymender), %s (data store)", mender.conf_dir, mender.data_dir, mender.modules, mender.datastore)
+    log.debug("Mender's directories: %s (configuration, rootfs state scripts), %s (Update Modules: %s, "
+              "then %s), %s (data store)", mender.conf_dir, mender.data_dir, mender.modules, PYMENDER_MODULES_DIR,
+              mender.datastore)
     if config.rootfs_part_a is not None and config.rootfs_part_a == config.rootfs_part_b:
         raise ConfigError(
             f'"RootfsPartA" and "RootfsPartB" are the same ({config.rootfs_part_a})',

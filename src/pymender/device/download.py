@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pymender.artifact.reader import ArtifactReader, ReadOptions
-from pymender.device.payloads import BOOTSTRAP, payload_kind
+from pymender.device.payloads import BOOTSTRAP, MODULE, payload_kind
 from pymender.device.payloads.rootfs import check_fits, write_rootfs
 from pymender.device.scripts import store_artifact_scripts
 from pymender.device.store import DeviceState, PendingUpdate
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pymender.artifact.model import ArtifactHeader
     from pymender.device.config import DeviceConfig
     from pymender.device.payloads.rootfs_image import RootfsImage, Target
+    from pymender.device.payloads.update_module import UpdateModule
     from pymender.device.source_base import Source
 
 
@@ -74,14 +75,18 @@ def download(
     progress: Callable[[int, int | None], None] | None = None,
     empty_only: bool = False,
     on_header: Callable[[], None] | None = None,
-) -> tuple[PendingUpdate, Target | None]:
+    modules: list[UpdateModule] | None = None,
+) -> tuple[PendingUpdate, Target | UpdateModule | None]:
     """Read and check the Artifact from ``source``, then write its payload (see the module
     docstring). Returns the update to record and where it was written (None: an Artifact
-    without payload, which only records its name and provides).
+    without payload, which only records its name and provides), or the Update Module that took
+    it (:func:`download_to_module`).
 
     ``empty_only`` refuses any Artifact with a payload (a bootstrap Artifact must have none);
     ``on_header`` is called once the header passed the format and signature checks and the
-    payload type is one pymender installs, before the checks against this device."""
+    payload type is one pymender installs, before the checks against this device. The
+    Update Module of the payload is added to ``modules`` as soon as it is found (its Cleanup is
+    due when the download fails after that)."""
     reader = ArtifactReader(source, ReadOptions(verifiers=verifiers, require_signature=True))
     header = reader.read_header()
     if not header.payloads:
@@ -108,6 +113,11 @@ def download(
         for _extra in reader.payload_files():
             raise ArtifactFormatError("a bootstrap Artifact (no payload type) must not carry payload files")
         return update, None
+    if kind == MODULE:
+        module = download_to_module(reader, header, update, config=config, device_type=device_type,
+                                    current=current, report=report, progress=progress, source=source,
+                                    modules=modules)
+        return update._replace(scripts_dir=str(config.artifact_scripts_dir)), module
     if len(payload.files) != 1:
         raise ArtifactFormatError(
             f"a rootfs-image payload holds exactly one file; this one lists {len(payload.files)}"
@@ -138,4 +148,53 @@ def download(
     ), target
 
 
-__all__ = ["check_compatible", "download"]
+def download_to_module(
+    reader: ArtifactReader,
+    header: ArtifactHeader,
+    update: PendingUpdate,
+    *,
+    config: DeviceConfig,
+    device_type: str,
+    current: DeviceState,
+    report: Callable[[str], None],
+    progress: Callable[[int, int | None], None] | None,
+    source: Source,
+    modules: list[UpdateModule] | None = None,
+) -> UpdateModule:
+    """Download for an Update Module: find it (refused before anything changes when there is
+    none), lay out its file tree, store the Artifact's scripts, then ProvidePayloadFileSizes and
+    Download with the payload streamed to it. Returns the module, its tree ready for the
+    next states."""
+    from pymender.device.payloads.update_module import UpdateModule, find_module, prepare_tree
+
+    payload = header.payloads[0]
+    assert payload.type is not None
+    module = UpdateModule(find_module(payload.type, config.module_dirs), config.module_tree,
+                          timeout=config.module_timeout_seconds, payload_type=payload.type)
+    if modules is not None:
+        modules.append(module)
+    # Every check passed: from here on the module's tree and the Artifact's scripts change.
+    prepare_tree(
+        config.module_tree,
+        header_info=reader.verbatim.get("header-info"),
+        type_info=reader.verbatim.get("0000/type-info"),
+        meta_data=payload.meta_data,
+        artifact_name=header.artifact_name,
+        artifact_group=header.artifact_group or "",
+        payload_type=payload.type,
+        provides=current.all_provides(),
+        device_type=device_type,
+    )
+    store_artifact_scripts(config.artifact_scripts_dir, {s.name: s.data for s in header.scripts})
+    report(f"Streaming {header.artifact_name} to the {payload.type} Update Module {module.path}...")
+
+    def advance(_: int) -> None:
+        if progress is not None:
+            progress(source.bytes_read, source.size)
+
+    module.download(reader.payload_files(), advance)
+    reader.finish()
+    return module
+
+
+__all__ = ["check_compatible", "download", "download_to_module"]

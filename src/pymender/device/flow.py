@@ -152,6 +152,12 @@ class Event(str, Enum):
     TRIAL_ENDED = "trial ended"
     #: Request of a front end: finish the operation that stopped (Mender 5.x's ``resume``).
     RESUME = "resume"
+    # --- Update Modules (see the block of rows after TABLE)
+    #: Installed by an Update Module that answered ``SupportsRollback: No``: it commits at once.
+    AUTO_COMMIT = "auto commit"
+    #: In ArtifactRollback_Enter: the Update Module cannot roll back (``SupportsRollback: No``),
+    #: or its ArtifactRollback failed; the failure path goes on, the update not rolled back.
+    NO_ROLLBACK = "no rollback"
 
 
 class Persist(Enum):
@@ -350,6 +356,21 @@ TABLE: dict[tuple[UpdateState, Event], Row] = {
     (S.CLEANUP, E.COMMIT): Branch("rolled_back", yes=_ROLLED_BACK_NOT_RECORDED, no=Go(S.IDLE, Persist.COMMIT)),
     (S.CLEANUP, E.ROLLBACK): Branch("rolled_back", yes=Go(S.IDLE, Persist.FORGET), no=_COMMITTED_NOT_RECORDED),
 }
+
+# --- Update Modules (Mender's standalone flow for a module, src/mender-update/standalone/) -----
+# The rows above serve Update Modules as they are. These add what a module can answer: the
+# queries after ArtifactInstall (NeedsArtifactReboot, SupportsRollback), made in
+# Before_ArtifactCommit_Enter, either leave the update waiting (rollback supported), commit it
+# at once (AUTO_COMMIT: no rollback support) or fail (the failure path); and a module without
+# rollback support goes from ArtifactRollback_Enter straight to the failure path, the update
+# then recorded with _INCONSISTENT as Mender does.
+TABLE.update({
+    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.AUTO_COMMIT): _COMMITTING,
+    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.FAILED): _rollback(Persist.STATE_FAILED),
+    (S.ARTIFACT_ROLLBACK_ENTER, E.NO_ROLLBACK): Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_FAILED,
+                                                   _scripts("ArtifactRollback_Leave"),
+                                                   _scripts("ArtifactFailure_Enter")),
+})
 
 #: The work of a state: returns the event that ends it (None: DONE), raises when it failed.
 Work = Callable[[], "Event | None"]

@@ -22,14 +22,18 @@ from pymender.device.flow import Event, FinishFirst, Flow, UpdateState
 from pymender.device.lock import DeviceLock
 from pymender.device.log import get_logger
 from pymender.device.partitions import Partition, PartitionSet, find_partitions
+from pymender.device.payloads import is_module
 from pymender.device.payloads.rootfs_image import RootfsImage, Target, Trial, TrialView
 from pymender.device.scripts import ScriptRunner
 from pymender.device.store import PendingUpdate, StateStore
-from pymender.errors import DeviceError, PymenderError, StateError
+from pymender.errors import DeviceError, PymenderError, StateError, UpdateModuleError
 from pymender.sysio import fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from pymender.device.flow import Work
+    from pymender.device.payloads.update_module import UpdateModule
 
 # The Artifact reader (with hashlib and the codecs), the sources and the payload writer are
 # imported by install alone: show-artifact, show-provides, commit and rollback start faster.
@@ -54,7 +58,8 @@ ABANDON = "abandon"
 
 class InstallResult(NamedTuple):
     artifact_name: str
-    #: The partition written; None for a bootstrap Artifact (nothing written).
+    #: The partition written; None for a bootstrap Artifact (nothing written) and an Update
+    #: Module's payload.
     partition: str | None
     #: True when nothing waits for a commit (bootstrap Artifacts are recorded at once).
     committed: bool
@@ -138,6 +143,9 @@ class Updater:
         self._proc = proc
         self._dev = dev
         self.last_flow: Flow | None = None
+        #: An Update Module's answer to NeedsArtifactReboot in the last install (None: no module
+        #: was asked).
+        self.last_reboot: bool | None = None
 
     # --- pieces ----------------------------------------------------------------------------------
 
@@ -195,7 +203,7 @@ class Updater:
     def _trial(self, flow: Flow, rootfs: RootfsImage) -> TrialView | None:
         """How far the bootloader's trial of the pending update got, in the states where it
         may have ended on its own (None in the others)."""
-        if flow.state not in _ON_TRIAL or flow.pending is None:
+        if flow.state not in _ON_TRIAL or flow.pending is None or is_module(flow.pending.payload_type):
             return None
         return rootfs.trial(flow.pending)
 
@@ -282,6 +290,8 @@ class Updater:
         rootfs = self._rootfs()
         if flow.state is not UpdateState.IDLE:
             self._settle_before_install(flow, rootfs)
+        if flow.state is UpdateState.IDLE and self.config.module_tree.is_dir():
+            self._clean_stale_tree()
         device_type = read_device_type(self.config.device_type_file)
         if verifiers is None:
             verifiers = self._verifiers()
@@ -294,39 +304,73 @@ class Updater:
             client_certificate=self._client_certificate(), **self._source_options,
         )
         report = self._report if not bootstrap else (lambda line: log.info("%s", line))
-        targets: list[Target | None] = []
+        targets: list[Target | UpdateModule | None] = []
+        modules: list[UpdateModule] = []
+        module_errors: list[UpdateModuleError] = []
+        self.last_reboot = None
 
         def download_step() -> Event | None:
             update, target = download(
                 source, config=self.config, handler=rootfs, verifiers=verifiers, device_type=device_type,
                 current=current, report=report, progress=self._progress, empty_only=bootstrap,
-                on_header=None if bootstrap else self._on_header)
+                on_header=None if bootstrap else self._on_header, modules=modules)
             flow.prepare(update)
             targets.append(target)
             return Event.EMPTY_PAYLOAD if target is None else None
+
+        def module() -> UpdateModule:
+            return modules[0]
+
+        module_work = self._module_work(flow, module, module_errors)
+
+        def either(rootfs_work: Work, state: UpdateState) -> Work:
+            def work() -> Event | None:
+                if flow.pending is not None and is_module(flow.pending.payload_type):
+                    step = module_work.get(state)
+                    return step() if step is not None else None
+                return rootfs_work()
+            return work
+
+        def nothing() -> None:
+            return None
 
         with source:
             size = f" of size {source.size}" if source.size is not None else ""
             report(f"Installing Artifact{size} from {source.name}...")
             try:
-                flow.walk(Event.INSTALL, {UpdateState.DOWNLOAD: download_step,
-                                          UpdateState.ARTIFACT_INSTALL_ENTER: lambda: self._switch(flow, rootfs),
-                                          UpdateState.ARTIFACT_ROLLBACK_ENTER: self._rollback_work(flow, rootfs)},
-                          stop_before)
+                flow.walk(Event.INSTALL, {
+                    UpdateState.DOWNLOAD: download_step,
+                    UpdateState.ARTIFACT_INSTALL_ENTER: either(lambda: self._switch(flow, rootfs),
+                                                               UpdateState.ARTIFACT_INSTALL_ENTER),
+                    UpdateState.ARTIFACT_ROLLBACK_ENTER: either(self._rollback_work(flow, rootfs),
+                                                                UpdateState.ARTIFACT_ROLLBACK_ENTER),
+                    UpdateState.ARTIFACT_FAILURE_ENTER: either(nothing, UpdateState.ARTIFACT_FAILURE_ENTER),
+                    UpdateState.CLEANUP: either(nothing, UpdateState.CLEANUP)}, stop_before)
+                if modules and flow.state is UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER:
+                    self._after_module_install(flow, module(), module_work, stop_before)
             except Exception as err:
+                if modules and flow.failed_in is UpdateState.DOWNLOAD:
+                    self._module_cleanup(module())
                 if err is flow.failure and flow.failed_in is UpdateState.ARTIFACT_INSTALL_ENTER \
                         and flow.state is UpdateState.IDLE:
+                    if modules:
+                        raise _prefixed(err, f"installing {flow.name} failed", hint=self._module_outcome()) from err
                     raise _prefixed(err, f"installing {flow.name} failed and was rolled back",
                                     hint="the device keeps running the current system; see the log") from err
                 if bootstrap:
                     raise _prefixed(err, f"the bootstrap Artifact {uri} cannot be installed",
                                     hint="replace or remove it; nothing was changed") from err
                 raise
+            if module_errors:
+                raise module_errors[0]
         name = flow.name
         target = targets[0]
         if target is None:
             report(f"Artifact {name} has an empty payload: recorded its name and provides. Nothing else to do.")
             return InstallResult(name, None, committed=True, reboot_required=False)
+        if modules:
+            return self._report_module_installed(flow, module())
+        assert target is not None and hasattr(target, "partition")  # the rootfs-image's Target
         new = target.partition
         if flow.stopped:
             report(f"Wrote {name} to {new.path} (partition {new.number}) and stopped before switching the "
@@ -334,6 +378,213 @@ class Updater:
             return InstallResult(name, new.path, committed=False, reboot_required=False, stopped=True)
         self._report_installed(name, new)
         return InstallResult(name, new.path, committed=False, reboot_required=True)
+
+    # --- Update Modules --------------------------------------------------------------------------
+
+    def _module_of(self, pending: PendingUpdate | None) -> UpdateModule:
+        """The Update Module of a recorded update (its tree kept from the install)."""
+        from pymender.device.payloads.update_module import UpdateModule, find_module
+
+        assert pending is not None
+        return UpdateModule(find_module(pending.payload_type, self.config.module_dirs), self.config.module_tree,
+                            timeout=self.config.module_timeout_seconds, payload_type=pending.payload_type)
+
+    def _module_work(self, flow: Flow, module: Callable[[], UpdateModule], errors: list[UpdateModuleError],
+                     *, supports_rollback: bool | None = None) -> dict[UpdateState, Work]:
+        """The module's calls in each state, as Mender 5.x makes them in standalone mode
+        (src/mender-update/standalone/states.cpp). On the failure path a module's failure does
+        not stop the walk: it is logged, kept in ``errors`` (raised once the walk is done) and,
+        in ArtifactRollback, leaves the update not rolled back (recorded _INCONSISTENT).
+        ``supports_rollback``: the module's answer, when the caller already asked it."""
+
+        def install() -> None:
+            module().call("ArtifactInstall")
+
+        def commit() -> None:
+            module().call("ArtifactCommit")
+
+        def rollback() -> Event | None:
+            try:
+                supports = supports_rollback if supports_rollback is not None \
+                    else module().query("SupportsRollback") == "Yes"
+                if not supports:
+                    log.warning("the %s Update Module does not support rollback", module().payload_type)
+                    return Event.NO_ROLLBACK
+                module().call("ArtifactRollback")
+            except UpdateModuleError as err:
+                log.error("%s", err.one_line())
+                errors.append(err)
+                return Event.NO_ROLLBACK
+            if flow.pending is not None and not flow.pending.failed:
+                failure()  # Mender's ArtifactFailure follows every rollback
+            return None
+
+        def failure() -> None:
+            try:
+                module().call("ArtifactFailure")
+            except UpdateModuleError as err:
+                log.error("%s", err.one_line())
+                errors.append(err)
+
+        def cleanup() -> None:
+            try:
+                module().call("Cleanup")
+            except UpdateModuleError as err:
+                log.error("%s", err.one_line())
+                errors.append(err)
+
+        return {UpdateState.ARTIFACT_INSTALL_ENTER: install, UpdateState.ARTIFACT_COMMIT_ENTER: commit,
+                UpdateState.ARTIFACT_ROLLBACK_ENTER: rollback, UpdateState.ARTIFACT_FAILURE_ENTER: failure,
+                UpdateState.CLEANUP: cleanup}
+
+    def _after_module_install(self, flow: Flow, module: UpdateModule, work: Mapping[UpdateState, Work],
+                              stop_before: Collection[UpdateState]) -> None:
+        """Before_ArtifactCommit_Enter, entered by a module's install: NeedsArtifactReboot and
+        SupportsRollback. A module that can roll back leaves the update waiting for the commit;
+        one that cannot commits it at once (as Mender 5.x)."""
+        try:
+            self.last_reboot = module.query("NeedsArtifactReboot") != "No"
+            rollback = module.query("SupportsRollback") == "Yes"
+        except UpdateModuleError as err:
+            flow.walk(Event.FAILED, work, stop_before)
+            raise err
+        if not rollback:
+            flow.walk(Event.AUTO_COMMIT, work, stop_before)
+
+    @staticmethod
+    def _pending_module(flow: Flow) -> bool:
+        return flow.pending is not None and is_module(flow.pending.payload_type)
+
+    def _module_walk(self, flow: Flow, module: UpdateModule | None, event: Event,
+                     stop_before: Collection[UpdateState], *, supports_rollback: bool | None = None,
+                     start: bool = False) -> None:
+        """Walk a recorded module update with ``event`` (``start``: the table's way to make room
+        for it), the module's calls as work; a module's failure on the failure path is raised
+        once the update rests."""
+        modules = [module] if module is not None else []
+        errors: list[UpdateModuleError] = []
+
+        def of() -> UpdateModule:
+            if not modules:
+                modules.append(self._module_of(flow.pending))
+            return modules[0]
+
+        work = self._module_work(flow, of, errors, supports_rollback=supports_rollback)
+        if flow.state is UpdateState.CLEANUP:
+            work[UpdateState.CLEANUP]()  # interrupted: run again, as Mender 5.x's resume does
+        if start:
+            flow.start(event, work, say=self._report)
+        else:
+            flow.walk(event, work, stop_before)
+        if errors:
+            raise errors[0]
+
+    def _commit_module(self, flow: Flow, event: Event, stop_before: Collection[UpdateState]) -> CommitResult:
+        name = flow.name
+        self._report(f"Committing Artifact {name}...")
+        try:
+            self._module_walk(flow, None, event, stop_before)
+        except Exception as err:
+            if err is flow.failure and flow.state is UpdateState.IDLE:
+                raise _prefixed(err, f"committing {name} failed", hint=self._module_outcome()) from err
+            raise
+        if flow.stopped:
+            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            return CommitResult(name, inconsistent=bool(flow.ignored), stopped=True)
+        state = self.store.current()
+        self._report(f"Committed {state.artifact_name}: it is now the installed Artifact.")
+        return CommitResult(state.artifact_name, inconsistent=bool(flow.ignored))
+
+    def _rollback_module(self, flow: Flow, stop_before: Collection[UpdateState]) -> RollbackResult:
+        """A user's rollback: refused, with nothing changed, when the module cannot roll back
+        (as Mender 5.x), unless the update already failed (its failure path is finished)."""
+        name = flow.name
+        module = self._module_of(flow.pending)
+        supports: bool | None = None
+        if flow.state is not UpdateState.ARTIFACT_FAILURE_ENTER and flow.state is not UpdateState.CLEANUP:
+            supports = module.query("SupportsRollback") == "Yes"
+            if not supports and flow.pending is not None and not flow.pending.failed:
+                raise UpdateModuleError(f"the {module.payload_type} Update Module does not support rollback, so "
+                                        f"{name} cannot be rolled back", hint=f"run '{self.tool} commit' instead")
+        self._report(f"Rolling back Artifact {name}...")
+        self._module_walk(flow, module, Event.ROLLBACK, stop_before, supports_rollback=supports)
+        current = self.store.current().artifact_name
+        if flow.stopped:
+            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            return RollbackResult(name, current, reboot_required=False, stopped=True)
+        self._report(f"Rolled back {name}; {current} stays installed.")
+        return RollbackResult(name, current, reboot_required=False)
+
+    def _resume_module(self, flow: Flow, stop_before: Collection[UpdateState]) -> ResumeResult:
+        name = flow.name
+        installing = flow.state is UpdateState.BEFORE_ARTIFACT_INSTALL_ENTER
+        module = self._module_of(flow.pending)
+        self.last_reboot = None
+        self._module_walk(flow, module, Event.RESUME, stop_before)
+        if installing and flow.state is UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER:
+            errors: list[UpdateModuleError] = []
+            self._after_module_install(flow, module, self._module_work(flow, lambda: module, errors), stop_before)
+            if errors:
+                raise errors[0]
+        if flow.stopped:
+            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            return ResumeResult(name, "stopped", False)
+        if _waiting_for_commit(flow):
+            self._report(f"Installed {name}; run '{self.tool} commit' to keep it, or '{self.tool} rollback'.")
+            return ResumeResult(name, "installed", bool(self.last_reboot))
+        if flow.pending is not None and flow.pending.rolled_back:
+            self._report(f"Rolled back {name}; {self.store.current().artifact_name} stays installed.")
+            return ResumeResult(name, "rolled back", False)
+        self._report(f"Committed {self.store.current().artifact_name}: it is now the installed Artifact.")
+        return ResumeResult(name, "committed", bool(self.last_reboot))
+
+    def _clean_stale_tree(self) -> None:
+        """A module's tree with nothing pending: an install stopped in Download (killed, or the
+        power cut). Its module's Cleanup runs (it may have streamed files somewhere), then the
+        tree goes, before the next install lays out its own."""
+        from pymender.device.payloads.update_module import UpdateModule, find_module
+
+        tree = self.config.module_tree
+        try:
+            payload_type = (tree / "header" / "payload_type").read_text(encoding="utf-8")
+            module = UpdateModule(find_module(payload_type, self.config.module_dirs), tree,
+                                  timeout=self.config.module_timeout_seconds, payload_type=payload_type)
+        except (OSError, PymenderError) as err:
+            log.warning("removing the Update Module tree %s left by an interrupted install: %s", tree, err)
+            import shutil
+
+            shutil.rmtree(tree, ignore_errors=True)
+            return
+        log.info("cleaning up after the interrupted install of a %s payload", payload_type)
+        self._module_cleanup(module)
+
+    def _module_cleanup(self, module: UpdateModule) -> None:
+        try:
+            module.call("Cleanup")
+        except UpdateModuleError as err:
+            log.error("%s", err.one_line())
+
+    def _module_outcome(self) -> str:
+        current = self.store.current().artifact_name
+        return f"{current} is the installed Artifact now; see the log"
+
+    def _report_module_installed(self, flow: Flow, module: UpdateModule) -> InstallResult:
+        name = flow.name
+        reboot = bool(self.last_reboot)
+        if flow.stopped:
+            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on, or "
+                         f"'{self.tool} rollback'.")
+            return InstallResult(name, None, committed=False, reboot_required=False, stopped=True)
+        if flow.state is UpdateState.IDLE:
+            self._report(f"Installed and committed {name} with the {module.payload_type} Update Module (it cannot "
+                         "roll back).")
+            if reboot:
+                self._report("The Update Module asks for a reboot of the device.")
+            return InstallResult(name, None, committed=True, reboot_required=reboot)
+        self._report(f"Installed {name} with the {module.payload_type} Update Module; not committed yet.")
+        then = "Reboot, then run" if reboot else "Run"
+        self._report(f"{then} '{self.tool} commit' to keep it, or '{self.tool} rollback' to undo it.")
+        return InstallResult(name, None, committed=False, reboot_required=reboot)
 
     def _report_installed(self, name: str, new: Partition) -> None:
         self._report(f"Installed {name} to {new.path} (partition {new.number}); not committed yet.")
@@ -363,7 +614,9 @@ class Updater:
             self._report(f"The previous update {name} failed (the bootloader went back to {view.previous.path}) "
                          "and was rolled back.")
             return
-        if isinstance(flow.row(Event.INSTALL), FinishFirst):
+        if isinstance(flow.row(Event.INSTALL), FinishFirst) and self._pending_module(flow):
+            self._module_walk(flow, None, Event.INSTALL, (), start=True)
+        elif isinstance(flow.row(Event.INSTALL), FinishFirst):
             self._previous(flow, rootfs)  # refused here, before anything, when it cannot be undone
             flow.start(Event.INSTALL, {UpdateState.ARTIFACT_ROLLBACK_ENTER: self._rollback_work(flow, rootfs)},
                        say=self._report)
@@ -383,6 +636,8 @@ class Updater:
         with self._lock():
             flow = self._flow()
             flow.start(Event.COMMIT)  # refused when nothing, or an unfinished install or rollback, is pending
+            if self._pending_module(flow):
+                return self._commit_module(flow, Event.COMMIT, stop_before)
             return self._commit(flow, Event.COMMIT, stop_before, before_reboot)
 
     def _commit(self, flow: Flow, event: Event, stop_before: Collection[UpdateState], before_reboot: str
@@ -446,6 +701,8 @@ class Updater:
         with self._lock():
             flow = self._flow()
             flow.start(Event.ROLLBACK)  # refused when nothing is pending
+            if self._pending_module(flow):
+                return self._rollback_module(flow, stop_before)
             rootfs = self._rootfs()
             parts, previous = self._previous(flow, rootfs)
             name = flow.name
@@ -480,6 +737,8 @@ class Updater:
             flow = self._flow()
             flow.start(Event.RESUME)  # refused when nothing is pending
             name = flow.name
+            if self._pending_module(flow):
+                return self._resume_module(flow, stop_before)
             if flow.state is UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER:
                 result = self._commit(flow, Event.RESUME, stop_before, before_reboot)
                 return ResumeResult(name, "stopped" if result.stopped else "committed", False)

@@ -21,8 +21,9 @@ The data directory is, the first that applies:
 Mender's other directories come from the environment as Mender's client reads them
 (:class:`MenderPaths`): ``MENDER_CONF_DIR`` (``/etc/mender``: ``mender.conf`` and the rootfs state
 scripts in ``scripts/``), ``MENDER_DATA_DIR`` (``/usr/share/mender``: Update Modules in
-``modules/v3``, which pymender does not run yet), ``MENDER_DATASTORE_DIR`` (``/var/lib/mender``:
-the fallback configuration ``mender.conf`` and the data store).
+``modules/v3``, which pymender runs, looked up before its own ``/usr/share/pymender/modules/v3``),
+``MENDER_DATASTORE_DIR`` (``/var/lib/mender``: the fallback configuration ``mender.conf`` and the
+data store).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 #: pymender's own data directory.
 PYMENDER_DATA_DIR = Path("/var/lib/pymender")
+#: pymender's own Update Modules, looked up after Mender's directory.
+PYMENDER_MODULES_DIR = Path("/usr/share/pymender/modules/v3")
 #: pymender's own configuration file.
 PYMENDER_CONFIG_FILE = Path("/etc/pymender/pymender.conf")
 #: What pymender writes into its data directory: finding it there means pymender runs the device.
@@ -134,6 +137,7 @@ __all__ = [
     "PYMENDER",
     "PYMENDER_CONFIG_FILE",
     "PYMENDER_DATA_DIR",
+    "PYMENDER_MODULES_DIR",
     "Layout",
     "MenderPaths",
     "decide_layout",

@@ -1,0 +1,3 @@
+# Stand-in for oe-core's allarch.bbclass: packages of this recipe are the same for every
+# architecture.
+PACKAGE_ARCH = "all"
