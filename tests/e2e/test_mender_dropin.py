@@ -16,7 +16,8 @@ no pymender configuration and no pymender data directory. Then, on one machine:
 4. ``mender-update install --stop-before ArtifactInstall_Enter`` streams the update to the
    other partition and stops before the bootloader switch; ``resume`` switches it;
    ``rollback`` points the bootloader back: ``Rolled back.``; nothing left (exit 2);
-5. a server-only command says no server is configured, exit 1.
+5. ``check-update``, a daemon-only command: meta-mender's configuration names a server, but the
+   unit is disabled (standalone), so it says the daemon is not running, exit 1.
 
 pymender keeps its own records in Mender's data store (``store.json``) and never writes
 Mender's store. Cut for time on arm64: the layout and the command line are the same Python
@@ -139,10 +140,10 @@ def test_a_meta_mender_device_driven_with_mender_update(
         assert mender_update(machine, command) == (2, ["No update in progress."]), command
     assert mender_update(machine, "show-artifact") == (0, [test_image.update_release])
 
-    # 5. Managed mode needs a server, and none is configured: it says so.
+    # 5. meta-mender's configuration names a server, but no daemon runs (standalone): it says so.
     code, lines = mender_update(machine, "check-update")
     assert (code, lines) == (1, [])
-    assert "no server is configured" in machine.check("cat /tmp/mender-update.log")
+    assert "the pymender daemon is not running" in machine.check("cat /tmp/mender-update.log")
 
     # pymender's records are in Mender's data store, next to what Mender put there; Mender's
     # own store was never made.
