@@ -172,6 +172,9 @@ class Event(str, Enum):
     REBOOT = "reboot"
     #: In ArtifactRollback_Enter: rolled back by a module that needs a reboot for it.
     ROLLBACK_REBOOT = "rollback reboot"
+    #: Request of the daemon, in Before_ArtifactInstall_Enter: the server aborted the
+    #: deployment before anything was installed; only the Cleanup is left.
+    ABORT = "abort"
 
 
 class Persist(Enum):
@@ -397,6 +400,8 @@ TABLE.update({
 # ArtifactRollbackReboot [ArtifactRollbackReboot_Enter] and ArtifactVerifyRollbackReboot (a
 # failed verification reboots again, as Mender's daemon does) [ArtifactRollbackReboot_Leave]
 # to the failure state. A resume goes on from each of them as Mender's daemon does after a boot.
+# A deployment the server aborted while it was reported ``installing`` (nothing installed yet)
+# goes straight to Cleanup (ABORT), as in Mender's daemon.
 _REBOOTING = Refuse(
     StateError, "a deployment of {name} is rebooting, and the daemon finishes it after the boot",
     "let the daemon finish it (or run '{tool} rollback'); then install again")
@@ -408,6 +413,7 @@ _VERIFY_ROLLBACK_REBOOT = Go(S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, Persist.STATE_RO
 _ROLLBACK_REBOOTING_AGAIN = Go(S.ARTIFACT_ROLLBACK_REBOOT, Persist.STATE_ROLLED_BACK, (),
                                _scripts("ArtifactRollbackReboot_Enter"))
 TABLE.update({
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.ABORT): Go(S.CLEANUP, Persist.STATE_ROLLED_BACK),
     (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.REBOOT): Go(S.ARTIFACT_REBOOT, Persist.STATE, (),
                                                    _scripts("ArtifactReboot_Enter")),
     (S.ARTIFACT_REBOOT, E.DONE): _VERIFY_REBOOT,
