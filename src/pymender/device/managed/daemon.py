@@ -46,11 +46,12 @@ from pymender.device.managed import deployments as dep
 from pymender.device.managed.api import ServerApi
 from pymender.device.managed.auth import Authenticator
 from pymender.device.managed.backoff import Backoff
+from pymender.device.managed.deployments import Aborted
 from pymender.device.managed.devicekey import DeviceKey, KeyProcess
 from pymender.device.managed.identity import device_identity
 from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
 from pymender.device.managed.module_deployment import Interrupted, ModuleDeployment, module_pending
-from pymender.device.managed.record import Record, Records
+from pymender.device.managed.record import MAX_REBOOTS, REBOOT_GRACE, Record, Records
 from pymender.device.scripts import ScriptRunner
 from pymender.device.store import PendingUpdate
 from pymender.errors import ManagedModeError, PymenderError, ServerError, StateError
@@ -60,15 +61,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 #: Downloads of one deployment started (power cuts, crashes) before it is given up as failed.
 MAX_ATTEMPTS = 3
-#: Reboots asked for one deployment before it is rolled back as failed.
-MAX_REBOOTS = 3
-#: How long to wait for the reboot asked for, before checking again.
-REBOOT_GRACE = 300.0
 PID_FILE = "daemon.pid"
-
-
-class Aborted(Exception):
-    """The server aborted the deployment (it answered 409 to a status)."""
 
 
 def _reboot() -> None:

@@ -12,11 +12,11 @@ state, and the daemon's rows for the reboots:
   (``Yes``: its ``ArtifactReboot``) or the daemon does (``Automatic``: ``reboot``). After the
   boot, or at once when the module's ``ArtifactReboot`` returned, ``ArtifactVerifyReboot``; then
   the same report and the commit.
-- A failure on the way goes the failure path: ``SupportsRollback``; ``Yes``: ``ArtifactRollback``
-  and, when the module needed a reboot for the update, ``ArtifactRollbackReboot`` (or
-  ``reboot``) and ``ArtifactVerifyRollbackReboot`` (another reboot when it fails, at most
-  :data:`~pymender.device.managed.daemon.MAX_REBOOTS`); ``No``: no rollback, the Artifact then
-  recorded with ``_INCONSISTENT``. Then ``ArtifactFailure`` and ``Cleanup``.
+- A failure on the way goes the failure path: ``SupportsRollback``; ``Yes``: ``ArtifactRollback``,
+  ``NeedsArtifactReboot`` asked again and, on ``Yes`` or ``Automatic``, ``ArtifactRollbackReboot``
+  (or ``reboot``) and ``ArtifactVerifyRollbackReboot`` (another reboot when it fails, at most
+  :data:`~pymender.device.managed.record.MAX_REBOOTS` in all); ``No``: no rollback, the
+  Artifact then recorded with ``_INCONSISTENT``. Then ``ArtifactFailure`` and ``Cleanup``.
 
 The outcome is ``success`` when the Artifact was committed as it is, ``failure`` otherwise.
 The module's answer to ``NeedsArtifactReboot`` and the reboots asked for are kept in the
@@ -26,20 +26,20 @@ so a restart anywhere goes on as Mender's daemon goes on after a boot.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pymender.device.flow import Event, Flow, UpdateState
 from pymender.device.log import get_logger
 from pymender.device.managed import deployments as dep
+from pymender.device.managed.deployments import Aborted
+from pymender.device.managed.record import MAX_REBOOTS, REBOOT_GRACE, Record
 from pymender.device.payloads import is_module
 from pymender.errors import DeviceError, PymenderError, UpdateModuleError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from pymender.device.flow import Work
     from pymender.device.install import Updater
-    from pymender.device.managed.daemon import Daemon
     from pymender.device.payloads.update_module import UpdateModule
 
 log = get_logger(__name__)
@@ -65,6 +65,25 @@ def module_pending(updater: Updater) -> bool:
     """Whether the update the store holds is an Update Module's."""
     pending = updater.store.pending()
     return pending is not None and is_module(pending.payload_type)
+
+
+class Daemon(Protocol):
+    """What the walk uses of the daemon (:class:`pymender.device.managed.daemon.Daemon`)."""
+
+    updater: Updater
+    record: Record | None
+    stopping: bool
+    reboot: Callable[[], None]
+
+    def _note(self, level: str, message: str) -> None: ...
+
+    def _save(self, **changes: Any) -> Record: ...
+
+    def _status(self, status: str) -> None: ...
+
+    def _commit_status(self) -> None: ...
+
+    def _wait(self, timeout: float) -> None: ...
 
 
 class ModuleDeployment:
@@ -150,8 +169,6 @@ class ModuleDeployment:
         return dep.SUCCESS if current == daemon.record.artifact_name else dep.FAILURE
 
     def _failed(self, err: Exception) -> None:
-        from pymender.device.managed.daemon import Aborted
-
         if isinstance(err, Aborted):
             self.daemon._note("error", "the deployment was aborted on the server")
         else:
@@ -159,8 +176,6 @@ class ModuleDeployment:
 
     def _installed(self, module: UpdateModule) -> Event:
         """Installed: ask the module whether it needs a reboot; the event that goes on."""
-        from pymender.device.managed.daemon import Aborted
-
         daemon = self.daemon
         try:
             answer = module.query("NeedsArtifactReboot")
@@ -176,9 +191,8 @@ class ModuleDeployment:
         except Aborted:
             daemon._note("error", "the deployment was aborted on the server")
             return Event.FAILED
-        except PymenderError as err:
-            daemon._note("error", f"{err.one_line()}; not committed without the server")
-            return Event.FAILED
+        except PymenderError:
+            return Event.FAILED  # (the reason is in the log)
         return Event.COMMIT
 
     # --- the work of each state -------------------------------------------------------------
@@ -208,7 +222,15 @@ class ModuleDeployment:
 
         def roll_back() -> Event | None:
             event = rollback()
-            return Event.ROLLBACK_REBOOT if event is None and needs_reboot() else event
+            if event is not None:
+                return event
+            try:  # asked again after the rollback, as Mender's daemon asks
+                answer = module().query("NeedsArtifactReboot")
+            except UpdateModuleError as err:
+                daemon._note("error", err.one_line())
+                return Event.NO_ROLLBACK  # the rollback counts as failed (_INCONSISTENT)
+            daemon._save(reboot=answer)
+            return Event.ROLLBACK_REBOOT if needs_reboot() else None
 
         def rollback_reboot() -> None:
             self._count_reboot()
@@ -221,8 +243,6 @@ class ModuleDeployment:
                 daemon._note("error", err.one_line())
 
         def verify_rollback_reboot() -> None:
-            from pymender.device.managed.daemon import MAX_REBOOTS
-
             try:
                 module().call("ArtifactVerifyRollbackReboot")
             except UpdateModuleError as err:
@@ -245,8 +265,6 @@ class ModuleDeployment:
 
     def _system_reboot(self) -> None:
         """``reboot``, then wait for it to end the process (as Mender's daemon waits)."""
-        from pymender.device.managed.daemon import REBOOT_GRACE
-
         daemon = self.daemon
         daemon._note("info", "rebooting the device")
         daemon.reboot()

@@ -24,6 +24,10 @@ FILE = "deployment.json"
 #: reporting: the outcome is known (``outcome``), the server has not taken it yet.
 PHASES = ("downloading", "installing", "rebooting", "reporting")
 MAX_LINES = 2000
+#: Reboots asked for one deployment (``reboots``) before it is rolled back as failed.
+MAX_REBOOTS = 3
+#: How long to wait for the reboot asked for, before checking again.
+REBOOT_GRACE = 300.0
 
 
 class Record(NamedTuple):
@@ -73,4 +77,4 @@ class Records:
         sysio.fsync_dir(self.path.parent)
 
 
-__all__ = ["FILE", "PHASES", "Record", "Records"]
+__all__ = ["FILE", "MAX_REBOOTS", "PHASES", "REBOOT_GRACE", "Record", "Records"]
