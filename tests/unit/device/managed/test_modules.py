@@ -28,9 +28,7 @@ import pytest
 
 from device_sim import SimDevice
 from mender_server import MenderServer
-from module_rig import PAYLOAD, install_recorder
-from pymender.artifact import builders
-from pymender.artifact.writer import write_artifact
+from module_rig import install_recorder, module_artifact
 from pymender.device.managed.daemon import Daemon
 from pymender.device.managed.record import Records
 
@@ -106,14 +104,7 @@ class Module:
         return states
 
     def artifact(self, name: str) -> Path:
-        payload = self.tmp / "files" / "payload.bin"
-        payload.parent.mkdir(parents=True, exist_ok=True)
-        payload.write_bytes(PAYLOAD)
-        spec = builders.module_image(builders.CommonOptions(name=name, device_types=["qemux86-64"]), "rec",
-                                     [payload], None, builders.SoftwareOptions())
-        out = self.tmp / f"{name}.mender"
-        write_artifact(spec, out, compression_name="none", signer=None, threads=1)
-        return out
+        return module_artifact(self.tmp, name)
 
 
 @pytest.fixture
