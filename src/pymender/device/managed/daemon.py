@@ -17,12 +17,16 @@ A deployment: ``downloading`` is reported and the Artifact installed with
 :class:`~pymender.device.install.Updater` (the standalone state table: the walk stops recorded
 before ``ArtifactInstall_Enter``); ``installing`` is reported and the walk resumed up to the
 bootloader switch; ``rebooting`` is reported and the device rebooted. After the boot the daemon
-commits by itself when the new system runs, or finds that the bootloader went back. The outcome
+reports ``installing`` again (retried: no commit the server cannot hear of, as Mender's daemon)
+and commits by itself when the new system runs, or finds that the bootloader went back. An
+Update Module's Artifact goes on from the download through the state table with the module's
+reboots (:mod:`~pymender.device.managed.module_deployment`). The outcome
 (``success``, ``failure``; ``already-installed`` when the Artifact is installed already, as
 Mender 3's client reports it) goes to the server, with the deployment's log on failure. Every
 step is recorded first (:mod:`~pymender.device.managed.record`), so a reboot or power cut at
 any point resumes where it stopped; a download cut off is started again, at most
-:data:`MAX_ATTEMPTS` times.
+:data:`MAX_ATTEMPTS` times. The final status is retried with the backoff, then dropped, as
+Mender's daemon drops it.
 """
 
 from __future__ import annotations
