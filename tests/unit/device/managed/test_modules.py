@@ -231,3 +231,39 @@ def test_aborted_on_the_server(after: int, device: SimDevice, server: MenderServ
     assert device.store().pending() is None
     assert device.store().current().artifact_name == "release-1"
     assert statuses(server, deployment.id) == [DWN, INS][:after]
+
+
+def test_a_reboot_that_does_not_come_fails_the_deployment(
+        device: SimDevice, server: MenderServer, make_daemon: MakeDaemon, module: Module) -> None:
+    """As Mender's daemon: ``reboot`` that does not end the process within the grace time is
+    a failed reboot; the rollback's own reboot failing is only logged."""
+    module.behave({"answers": {NAR: "Automatic", SR: "Yes"}})
+    deployment = server.add_deployment("app-2", module.artifact("app-2"))
+    daemon, reboots = make_daemon()
+    asked: list[bool] = []
+    daemon.reboot = lambda: asked.append(True)  # the device does not go down
+    daemon.start()
+    daemon.tick()
+    assert asked == [True, True]  # the update's reboot, then the rollback's
+    assert reboots.waits == [300.0, 300.0]
+    assert module.calls() == [PPFS, DL, INSTALL, NAR, SR, ROLLBACK, NAR, RB_VERIFY, FAILURE, CLEANUP]
+    assert statuses(server, deployment.id) == [DWN, INS, RBT, "failure"]
+    assert device.store().current().artifact_name == "release-1"
+    log = " ".join(line["message"] for line in deployment.logs[server.device().id])
+    assert "did not reboot within 300 s" in log
+
+
+def test_the_rollbacks_reboot_is_tried_again_a_bounded_number_of_times(
+        device: SimDevice, server: MenderServer, make_daemon: MakeDaemon, module: Module) -> None:
+    """Mender's daemon reboots again after every failed ArtifactVerifyRollbackReboot until its
+    state loop detection ends it; pymender stops after three reboots of the deployment."""
+    module.behave({"answers": {NAR: "Yes", SR: "Yes"}, "fail": [VERIFY, RB_VERIFY]})
+    deployment = server.add_deployment("app-2", module.artifact("app-2"))
+    daemon, _ = make_daemon()
+    daemon.start()
+    daemon.tick()
+    assert module.calls() == [PPFS, DL, INSTALL, NAR, REBOOT, VERIFY, SR, ROLLBACK, NAR,
+                              RB_REBOOT, RB_VERIFY, RB_REBOOT, RB_VERIFY, FAILURE, CLEANUP]
+    assert statuses(server, deployment.id) == [DWN, INS, RBT, "failure"]
+    log = " ".join(line["message"] for line in deployment.logs[server.device().id])
+    assert "giving up after 3 reboots" in log
