@@ -47,9 +47,6 @@ log = get_logger(__name__)
 S = UpdateState
 #: The answers to NeedsArtifactReboot that reboot.
 REBOOTS = ("Yes", "Automatic")
-#: Where the walk stops: the reboot asked for, the process about to end (or going on at once
-#: when the reboot returned without ending it).
-_AFTER_REBOOT = frozenset({S.ARTIFACT_VERIFY_REBOOT, S.ARTIFACT_VERIFY_ROLLBACK_REBOOT})
 #: States a restart finds a module's update in that it cannot go on from: interrupted inside
 #: the install or the commit, or before the daemon asked about the reboot. Rolled back.
 _INTERRUPTED = (S.ARTIFACT_INSTALL_ENTER, S.BEFORE_ARTIFACT_COMMIT_ENTER, S.ARTIFACT_COMMIT_ENTER)
@@ -142,16 +139,11 @@ class ModuleDeployment:
                 work[S.CLEANUP]()  # interrupted: run again, as after a restart Mender's daemon does
             while True:
                 try:
-                    flow.walk(event, work, _AFTER_REBOOT - {flow.state})
+                    flow.walk(event, work)
                 except Interrupted:
-                    return None
+                    return None  # a reboot on its way, or the daemon stopping: recorded where it is
                 except Exception as err:
                     self._failed(err)
-                if flow.stopped:
-                    if daemon.stopping:
-                        return None  # the reboot is on its way
-                    event = Event.RESUME  # the reboot returned: verify it now
-                    continue
                 if flow.state is S.BEFORE_ARTIFACT_COMMIT_ENTER:
                     try:
                         event = self._installed(module())
@@ -216,7 +208,14 @@ class ModuleDeployment:
             else:
                 module().call("ArtifactReboot")
 
+        def after_reboot() -> None:
+            """Entered recorded, before the reboot asked for ends the process: wait for the boot.
+            A reboot that returned (the module's, without going down) is verified at once."""
+            if daemon.stopping:
+                raise Interrupted()
+
         def verify_reboot() -> None:
+            after_reboot()
             module().call("ArtifactVerifyReboot")
             daemon._commit_status()
 
@@ -243,6 +242,7 @@ class ModuleDeployment:
                 daemon._note("error", err.one_line())
 
         def verify_rollback_reboot() -> None:
+            after_reboot()
             try:
                 module().call("ArtifactVerifyRollbackReboot")
             except UpdateModuleError as err:

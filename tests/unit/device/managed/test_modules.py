@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from device_sim import SimDevice
-from mender_server import MenderServer
+from mender_server import Deployment, MenderServer
 from module_rig import install_recorder, module_artifact
 from pymender.device.managed.daemon import Daemon
 from pymender.device.managed.record import Records
@@ -117,10 +117,10 @@ def statuses(server: MenderServer, deployment_id: str) -> list[str]:
     return deployment.statuses.get(server.device().id, [])
 
 
-@pytest.mark.parametrize("scenario", sorted(MENDER))
-def test_each_scenario_runs_the_module_as_menders_daemon(scenario: str, device: SimDevice, server: MenderServer,
-                                                         make_daemon: MakeDaemon, module: Module) -> None:
-    behaviour, starts, installed = MENDER[scenario]
+def run_starts(behaviour: dict[str, Any], starts: list[tuple[list[str], list[str], int]], device: SimDevice,
+               server: MenderServer, make_daemon: MakeDaemon, module: Module) -> Deployment:
+    """Deploy app-2 with the module behaving so; start the daemon once per entry of ``starts``
+    (after a boot but the first time) and check each start's calls, statuses and reboots."""
     module.behave(behaviour)
     deployment = server.add_deployment("app-2", module.artifact("app-2"))
     for number, (calls, reported, reboot_count) in enumerate(starts):
@@ -133,6 +133,15 @@ def test_each_scenario_runs_the_module_as_menders_daemon(scenario: str, device: 
         assert module.calls() == calls, number
         assert statuses(server, deployment.id) == reported, number
         assert reboots.count == reboot_count, number
+    return deployment
+
+
+@pytest.mark.parametrize("scenario", sorted(MENDER))
+def test_each_scenario_runs_the_module_as_menders_daemon(scenario: str, device: SimDevice, server: MenderServer,
+                                                         make_daemon: MakeDaemon, module: Module) -> None:
+    behaviour, starts, installed = MENDER[scenario]
+    deployment = run_starts(behaviour, starts, device, server, make_daemon, module)
+    reported = starts[-1][1]
     assert Records(device.data_dir).load() is None
     assert device.store().pending() is None
     assert device.store().current().artifact_name == installed
@@ -267,3 +276,15 @@ def test_the_rollbacks_reboot_is_tried_again_a_bounded_number_of_times(
     assert statuses(server, deployment.id) == [DWN, INS, RBT, "failure"]
     log = " ".join(line["message"] for line in deployment.logs[server.device().id])
     assert "giving up after 3 reboots" in log
+
+
+def test_the_daemons_reboot_into_the_rollback_is_verified_after_each_boot(
+        device: SimDevice, server: MenderServer, make_daemon: MakeDaemon, module: Module) -> None:
+    """Every reboot the daemon asks for, the rollback's again included, is verified after the
+    boot, never before it; the third reboot of the deployment is the last."""
+    run_starts({"answers": {NAR: "Automatic", SR: "Yes"}, "fail": [VERIFY, RB_VERIFY]},
+               [([PPFS, DL, INSTALL, NAR], [DWN, INS, RBT], 1),
+                ([VERIFY, SR, ROLLBACK, NAR], [DWN, INS, RBT], 1),
+                ([RB_VERIFY], [DWN, INS, RBT], 1),
+                ([RB_VERIFY, FAILURE, CLEANUP], [DWN, INS, RBT, "failure"], 0)], device, server, make_daemon, module)
+    assert device.store().pending() is None and device.store().current().artifact_name == "release-1"
