@@ -375,7 +375,8 @@ class Daemon:
 
     def _module_done(self, outcome: str | None) -> None:
         """An Update Module's deployment walked as far as it goes now: its outcome reported, or
-        (None) a reboot on its way, or the daemon stopping; the next start goes on."""
+        (None, only when :attr:`stopping` is set) a reboot on its way or the daemon stopping; the
+        next start goes on from the state recorded."""
         if outcome is not None:
             self._finish(outcome)
 
