@@ -143,6 +143,8 @@ class Injection:
     count: int
     prefix: str
     delay: float = 0.0
+    #: Requests to let through first.
+    after: int = 0
 
 
 class MenderServer:
@@ -188,9 +190,11 @@ class MenderServer:
             self.deployments.append(deployment)
         return deployment
 
-    def inject(self, mode: str, count: int = 1, prefix: str = "/api/", delay: float = 0.0) -> None:
+    def inject(self, mode: str, count: int = 1, prefix: str = "/api/", delay: float = 0.0, after: int = 0) -> None:
+        """``count`` requests under ``prefix``, after ``after`` of them were let through, are
+        answered with the failure ``mode``."""
         with self.lock:
-            self.injections.append(Injection(mode, count, prefix, delay))
+            self.injections.append(Injection(mode, count, prefix, delay, after))
 
     def device(self) -> Device:
         assert len(self.devices) == 1, self.devices
@@ -205,6 +209,9 @@ class MenderServer:
         with self.lock:
             for injection in self.injections:
                 if injection.count > 0 and path.startswith(injection.prefix):
+                    if injection.after > 0:
+                        injection.after -= 1
+                        continue
                     injection.count -= 1
                     return injection
         return None

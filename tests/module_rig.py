@@ -72,3 +72,15 @@ class Rig:
 def install_recorder(path: Path) -> None:
     path.write_text(f"#!{sys.executable}\n" + RECORDER.read_text())
     path.chmod(0o755)
+
+
+def module_artifact(tmp: Path, name: str, payload_type: str = "rec", device_type: str = "qemux86-64") -> Path:
+    """A module-image Artifact ``name`` for ``payload_type`` with :data:`PAYLOAD` as its one file."""
+    payload = tmp / "files" / name / "payload.bin"
+    payload.parent.mkdir(parents=True, exist_ok=True)
+    payload.write_bytes(PAYLOAD)
+    spec = builders.module_image(builders.CommonOptions(name=name, device_types=[device_type]), payload_type,
+                                 [payload], None, builders.SoftwareOptions())
+    out = tmp / f"{name}-{payload_type}.mender"
+    write_artifact(spec, out, compression_name="none", signer=None, threads=1)
+    return out

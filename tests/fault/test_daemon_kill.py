@@ -11,7 +11,9 @@ the bootloader's commit sends the device back to the old system, as it must).
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,11 +58,23 @@ def _run(device: SimDevice, kill_at: int) -> tuple[int, int | None]:
     count_file = device.root / "steps"
     count_file.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}:{RUNNER.parent}", PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run([sys.executable, str(RUNNER), str(kill_at), str(count_file), str(device.config_path)],
-                          capture_output=True, env=env, timeout=120)
-    assert b"Traceback" not in done.stderr, done.stderr.decode()
+    stderr = device.root / "stderr"
+    # In its own process group: an Update Module the daemon was running when it was killed
+    # (blocked on its streams) is ended with it, as the power cut would end it.
+    with stderr.open("wb") as errors:
+        runner = subprocess.Popen([sys.executable, str(RUNNER), str(kill_at), str(count_file),
+                                   str(device.config_path)], stdout=subprocess.DEVNULL, stderr=errors, env=env,
+                                  start_new_session=True)
+        try:
+            code = runner.wait(timeout=120)
+        finally:
+            try:
+                os.killpg(runner.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert b"Traceback" not in stderr.read_bytes(), stderr.read_text()
     steps = int(count_file.read_text()) if count_file.exists() else None
-    return done.returncode, steps
+    return code, steps
 
 
 class Reboot:
@@ -150,3 +164,97 @@ def test_kill_before_the_reboot(tmp_path: Path, artifact: tuple[Path, bytes]) ->
 def test_kill_after_the_reboot(tmp_path: Path, artifact: tuple[Path, bytes]) -> None:
     total, outcomes = _half(tmp_path, artifact, second=True)
     assert "success" in outcomes and "failure" in outcomes  # before and after the bootloader's commit
+
+
+# --- an Update Module's deployment -------------------------------------------------------------
+# The recording module (tests/unit/device/modules/recorder.py) answers NeedsArtifactReboot
+# "Automatic" (the daemon reboots, so the deployment has the same two halves) and supports
+# rollback. After each kill and the recovery, the server must have heard one final status, and
+# the module's calls must match it: success, the new Artifact installed and its last install
+# committed; failure, the old Artifact installed and the last install rolled back (a commit
+# cut off is rolled back, as Mender's daemon rolls it back).
+
+MODULE_BEHAVIOUR = {"answers": {"NeedsArtifactReboot": "Automatic", "SupportsRollback": "Yes"}}
+
+
+@pytest.fixture
+def module_artifact_path(tmp_path: Path, no_host_configuration: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from module_rig import install_recorder, module_artifact
+
+    path = no_host_configuration / "usr-share-mender" / "modules" / "v3" / "rec"
+    path.parent.mkdir(parents=True)
+    install_recorder(path)
+    monkeypatch.setenv("RECORDER_BEHAVE", json.dumps(MODULE_BEHAVIOUR))
+    return module_artifact(tmp_path / "artifacts", "app-2")
+
+
+def _module_calls(log: Path) -> list[str]:
+    return [json.loads(line)["state"] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _check_module_end(device: SimDevice, server: MenderServer, log: Path, where: str) -> str:
+    statuses = server.deployments[0].statuses.get(server.device().id, [])
+    finals = [status for status in statuses if status in FINAL]
+    assert len(finals) == 1, f"{where}: {statuses}"
+    calls = _module_calls(log)
+    assert device.store().pending() is None, where
+    assert not device.load_config().module_tree.exists(), where
+    assert calls and calls[-1] == "Cleanup", f"{where}: {calls}"
+    last_install = len(calls) - 1 - calls[::-1].index("ArtifactInstall") if "ArtifactInstall" in calls else None
+    after = calls[last_install:] if last_install is not None else []
+    current = device.store().current().artifact_name
+    if finals[0] == "success":
+        assert current == "app-2", where
+        assert "ArtifactCommit" in after and "ArtifactRollback" not in after, f"{where}: {calls}"
+    else:
+        assert current == "release-1", f"{where}: {current}"
+        if last_install is not None:  # rolled back (after a commit that was cut off, as Mender's daemon does)
+            ends = [call for call in after if call in ("ArtifactCommit", "ArtifactRollback")]
+            assert ends and ends[-1] == "ArtifactRollback", f"{where}: {calls}"
+            assert after.index("ArtifactRollback") < after.index("ArtifactFailure"), f"{where}: {calls}"
+        assert server.deployments[0].logs, where
+    assert device.running == device.part_a and device.read_env()["upgrade_available"] == "0", where
+    return finals[0]
+
+
+def _module_half(tmp_path: Path, artifact: Path, monkeypatch: pytest.MonkeyPatch, second: bool) -> list[str]:
+    def prepared(root: Path, server: MenderServer) -> SimDevice:
+        monkeypatch.setenv("RECORDER_LOG", str(root.parent / f"{root.name}.calls"))
+        device = _device(root, server)
+        server.add_deployment("app-2", artifact)
+        if second:
+            rebooted: list[bool] = []
+            daemon = Daemon(device.load_config(), reboot=lambda: rebooted.append(True), source_options=FAST_SOURCE,
+                            key=load_or_create(device.data_dir, "ecdsa"))
+            daemon.stopping = True  # no waiting after the reboot is asked for
+            daemon.start()
+            daemon.tick()
+            assert rebooted
+            device.boot()
+        return device
+
+    with MenderServer() as server:
+        code, total = _run(prepared(tmp_path / "probe", server), -1)
+        assert code == (0 if second else REBOOTED) and total is not None and total > 5
+    outcomes = []
+    for point in range(total):
+        with MenderServer() as server:
+            device = prepared(tmp_path / f"p{point}", server)
+            code, _ = _run(device, point)
+            assert code == -9, f"step {point} of {total}: not killed (exit {code})"
+            _recover(device)
+            outcomes.append(_check_module_end(device, server, tmp_path / f"p{point}.calls", f"step {point} of {total}"))
+        assert server.violations == []
+    return outcomes
+
+
+def test_kill_a_modules_deployment_before_the_reboot(tmp_path: Path, module_artifact_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = _module_half(tmp_path, module_artifact_path, monkeypatch, second=False)
+    assert "success" in outcomes and "failure" in outcomes  # before and after ArtifactInstall began
+
+
+def test_kill_a_modules_deployment_after_the_reboot(tmp_path: Path, module_artifact_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = _module_half(tmp_path, module_artifact_path, monkeypatch, second=True)
+    assert "success" in outcomes

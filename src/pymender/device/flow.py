@@ -133,6 +133,15 @@ class UpdateState(str, Enum):
     ARTIFACT_FAILURE_ENTER = "ArtifactFailure_Enter"
     #: Done (committed, or rolled back): only the store's final record is left to write.
     CLEANUP = "Cleanup"
+    # --- the daemon's reboots (Mender's daemon's names; see the block of rows after TABLE)
+    #: Installed by an Update Module that needs a reboot: the reboot asked for.
+    ARTIFACT_REBOOT = "ArtifactReboot"
+    #: After the reboot (or when it ended without one): the module's ArtifactVerifyReboot.
+    ARTIFACT_VERIFY_REBOOT = "ArtifactVerifyReboot"
+    #: Rolled back by an Update Module that needs a reboot: the reboot asked for.
+    ARTIFACT_ROLLBACK_REBOOT = "ArtifactRollbackReboot"
+    #: After that reboot: the module's ArtifactVerifyRollbackReboot.
+    ARTIFACT_VERIFY_ROLLBACK_REBOOT = "ArtifactVerifyRollbackReboot"
 
 
 class Event(str, Enum):
@@ -158,6 +167,14 @@ class Event(str, Enum):
     #: In ArtifactRollback_Enter: the Update Module cannot roll back (``SupportsRollback: No``),
     #: or its ArtifactRollback failed; the failure path goes on, the update not rolled back.
     NO_ROLLBACK = "no rollback"
+    # --- the daemon (see the block of rows after TABLE)
+    #: Request of the daemon, in Before_ArtifactCommit_Enter: the module needs a reboot.
+    REBOOT = "reboot"
+    #: In ArtifactRollback_Enter: rolled back by a module that needs a reboot for it.
+    ROLLBACK_REBOOT = "rollback reboot"
+    #: Request of the daemon, in Before_ArtifactInstall_Enter: the server aborted the
+    #: deployment before anything was installed; only the Cleanup is left.
+    ABORT = "abort"
 
 
 class Persist(Enum):
@@ -370,6 +387,64 @@ TABLE.update({
     (S.ARTIFACT_ROLLBACK_ENTER, E.NO_ROLLBACK): Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_FAILED,
                                                    _scripts("ArtifactRollback_Leave"),
                                                    _scripts("ArtifactFailure_Enter")),
+})
+
+# --- The daemon's reboots (Mender's daemon, src/mender-update/daemon/) -------------------------
+# In managed mode a module's update is committed by the daemon itself, after the reboot the
+# module asks for (NeedsArtifactReboot Yes or Automatic): from Before_ArtifactCommit_Enter the
+# daemon's REBOOT records ArtifactReboot [ArtifactReboot_Enter] and reboots (the module's
+# ArtifactReboot, or the system's); ArtifactVerifyReboot is recorded next, and after the boot
+# (or at once, when the module's reboot returned) the module verifies it, then
+# [ArtifactReboot_Leave] the commit follows. A failure there goes the failure path
+# [ArtifactReboot_Error]. A module that rolled back and needs a reboot for it goes through
+# ArtifactRollbackReboot [ArtifactRollbackReboot_Enter] and ArtifactVerifyRollbackReboot (a
+# failed verification reboots again, as Mender's daemon does) [ArtifactRollbackReboot_Leave]
+# to the failure state. A resume goes on from each of them as Mender's daemon does after a boot.
+# A deployment the server aborted while it was reported ``installing`` (nothing installed yet)
+# goes straight to Cleanup (ABORT), as in Mender's daemon.
+_REBOOTING = Refuse(
+    StateError, "a deployment of {name} is rebooting, and the daemon finishes it after the boot",
+    "let the daemon finish it (or run '{tool} rollback'); then install again")
+_ROLLBACK_REBOOTING = Refuse(
+    StateError, "a deployment of {name} was rolled back and is rebooting",
+    "let the daemon finish it (or run '{tool} rollback'); then install again")
+_VERIFY_REBOOT = Go(S.ARTIFACT_VERIFY_REBOOT, Persist.STATE)
+_VERIFY_ROLLBACK_REBOOT = Go(S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, Persist.STATE_ROLLED_BACK)
+_ROLLBACK_REBOOTING_AGAIN = Go(S.ARTIFACT_ROLLBACK_REBOOT, Persist.STATE_ROLLED_BACK, (),
+                               _scripts("ArtifactRollbackReboot_Enter"))
+TABLE.update({
+    (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.ABORT): Go(S.CLEANUP, Persist.STATE_ROLLED_BACK),
+    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.REBOOT): Go(S.ARTIFACT_REBOOT, Persist.STATE, (),
+                                                   _scripts("ArtifactReboot_Enter")),
+    (S.ARTIFACT_REBOOT, E.DONE): _VERIFY_REBOOT,
+    (S.ARTIFACT_REBOOT, E.RESUME): _VERIFY_REBOOT,  # after the boot, as Mender's daemon
+    (S.ARTIFACT_REBOOT, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactReboot_Error"),
+    (S.ARTIFACT_REBOOT, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
+    (S.ARTIFACT_REBOOT, E.INSTALL): _REBOOTING,
+    (S.ARTIFACT_REBOOT, E.COMMIT): _REBOOTING,
+    (S.ARTIFACT_VERIFY_REBOOT, E.DONE): Go(S.ARTIFACT_COMMIT_ENTER, Persist.STATE, _scripts("ArtifactReboot_Leave"),
+                                           _scripts("ArtifactCommit_Enter")),
+    (S.ARTIFACT_VERIFY_REBOOT, E.RESUME): _VERIFY_REBOOT,  # verified again
+    (S.ARTIFACT_VERIFY_REBOOT, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactReboot_Error"),
+    (S.ARTIFACT_VERIFY_REBOOT, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
+    (S.ARTIFACT_VERIFY_REBOOT, E.INSTALL): _REBOOTING,
+    (S.ARTIFACT_VERIFY_REBOOT, E.COMMIT): _REBOOTING,
+    (S.ARTIFACT_ROLLBACK_ENTER, E.ROLLBACK_REBOOT): Go(S.ARTIFACT_ROLLBACK_REBOOT, Persist.STATE_ROLLED_BACK,
+                                                       _scripts("ArtifactRollback_Leave"),
+                                                       _scripts("ArtifactRollbackReboot_Enter")),
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.DONE): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.RESUME): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.ROLLBACK): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.INSTALL): _ROLLBACK_REBOOTING,
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.COMMIT): _ROLLBACK_REBOOTING,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.DONE): Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_ROLLED_BACK,
+                                                    _scripts("ArtifactRollbackReboot_Leave"),
+                                                    _scripts("ArtifactFailure_Enter")),
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.FAILED): _ROLLBACK_REBOOTING_AGAIN,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.RESUME): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.ROLLBACK): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.INSTALL): _ROLLBACK_REBOOTING,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.COMMIT): _ROLLBACK_REBOOTING,
 })
 
 #: The work of a state: returns the event that ends it (None: DONE), raises when it failed.

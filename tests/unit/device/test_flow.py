@@ -193,15 +193,50 @@ def test_the_end_records_a_commit_or_forgets_a_rollback() -> None:
     assert isinstance(rollback.no, Refuse)
 
 
+#: The states only the daemon's walks enter (its reboots), and the events that lead there.
+DAEMON_STATES = {S.ARTIFACT_REBOOT, S.ARTIFACT_VERIFY_REBOOT, S.ARTIFACT_ROLLBACK_REBOOT,
+                 S.ARTIFACT_VERIFY_ROLLBACK_REBOOT}
+
+
 def test_scripts_are_the_state_scripts_mender_runs_in_standalone_mode() -> None:
+    """The standalone walks run Mender's standalone scripts; the reboot scripts run only on
+    the rows of the daemon's reboots, as Mender's daemon runs them."""
     for state, event, row in transitions():
+        daemon = state in DAEMON_STATES or row.to in DAEMON_STATES
         for script in row.leave + row.enter:
             assert script.state in STATES and script.action in ACTIONS, (state, event, script)
-            assert script.state not in ("Idle", "Sync", "ArtifactReboot", "ArtifactRollbackReboot")
+            assert script.state not in ("Idle", "Sync"), (state, event, script)
+            if not daemon:
+                assert script.state not in ("ArtifactReboot", "ArtifactRollbackReboot"), (state, event, script)
         # The scripts of a state entered are its own Enter scripts (ArtifactCommit_Leave is the
         # Enter of the state Mender names after it); those of the state left, its Leave or Error.
         for script in row.enter:
             assert row.to.value.startswith(script.state), (state, event, script)
+    assert {event for state, event, row in transitions() if state not in DAEMON_STATES and row.to in DAEMON_STATES} \
+        == {E.REBOOT, E.ROLLBACK_REBOOT}
+
+
+def test_the_daemons_reboots_go_on_after_the_boot_as_menders_daemon() -> None:
+    """Recorded in a reboot state, a resume verifies the reboot; a failed verification of the
+    update's reboot goes the failure path, one of the rollback's reboot reboots again; both
+    verifications, once done, lead on (commit; failure state) with the Leave scripts."""
+    for state, verify in ((S.ARTIFACT_REBOOT, S.ARTIFACT_VERIFY_REBOOT),
+                          (S.ARTIFACT_ROLLBACK_REBOOT, S.ARTIFACT_VERIFY_ROLLBACK_REBOOT)):
+        for event in (E.RESUME, E.DONE):
+            row = TABLE[state, event]
+            assert isinstance(row, Go) and row.to is verify and row.enter == (), (state, event)
+    failed = TABLE[S.ARTIFACT_VERIFY_REBOOT, E.FAILED]
+    assert isinstance(failed, Go) and failed.to is S.ARTIFACT_ROLLBACK_ENTER and failed.persist is Persist.STATE_FAILED
+    assert failed.leave == (Script("ArtifactReboot", "Error"),)
+    again = TABLE[S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.FAILED]
+    assert isinstance(again, Go) and again.to is S.ARTIFACT_ROLLBACK_REBOOT
+    done = TABLE[S.ARTIFACT_VERIFY_REBOOT, E.DONE]
+    assert isinstance(done, Go) and done.to is S.ARTIFACT_COMMIT_ENTER
+    assert done.leave == (Script("ArtifactReboot", "Leave"),) and done.enter == (Script("ArtifactCommit", "Enter"),)
+    failing = TABLE[S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.DONE]
+    assert isinstance(failing, Go) and failing.to is S.ARTIFACT_FAILURE_ENTER
+    assert failing.persist is Persist.STATE_ROLLED_BACK
+    assert failing.leave == (Script("ArtifactRollbackReboot", "Leave"),)
 
 
 def test_trial_ended_is_a_failure_in_every_state_it_can_be_found_in() -> None:

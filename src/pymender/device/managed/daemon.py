@@ -17,12 +17,16 @@ A deployment: ``downloading`` is reported and the Artifact installed with
 :class:`~pymender.device.install.Updater` (the standalone state table: the walk stops recorded
 before ``ArtifactInstall_Enter``); ``installing`` is reported and the walk resumed up to the
 bootloader switch; ``rebooting`` is reported and the device rebooted. After the boot the daemon
-commits by itself when the new system runs, or finds that the bootloader went back. The outcome
+reports ``installing`` again (retried: no commit the server cannot hear of, as Mender's daemon)
+and commits by itself when the new system runs, or finds that the bootloader went back. An
+Update Module's Artifact goes on from the download through the state table with the module's
+reboots (:mod:`~pymender.device.managed.module_deployment`). The outcome
 (``success``, ``failure``; ``already-installed`` when the Artifact is installed already, as
 Mender 3's client reports it) goes to the server, with the deployment's log on failure. Every
 step is recorded first (:mod:`~pymender.device.managed.record`), so a reboot or power cut at
 any point resumes where it stopped; a download cut off is started again, at most
-:data:`MAX_ATTEMPTS` times.
+:data:`MAX_ATTEMPTS` times. The final status is retried with the backoff, then dropped, as
+Mender's daemon drops it.
 """
 
 from __future__ import annotations
@@ -46,11 +50,14 @@ from pymender.device.managed import deployments as dep
 from pymender.device.managed.api import ServerApi
 from pymender.device.managed.auth import Authenticator
 from pymender.device.managed.backoff import Backoff
+from pymender.device.managed.deployments import Aborted
 from pymender.device.managed.devicekey import DeviceKey, KeyProcess
 from pymender.device.managed.identity import device_identity
 from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
-from pymender.device.managed.record import Record, Records
+from pymender.device.managed.module_deployment import Interrupted, ModuleDeployment, module_pending
+from pymender.device.managed.record import MAX_REBOOTS, REBOOT_GRACE, Record, Records
 from pymender.device.scripts import ScriptRunner
+from pymender.device.store import PendingUpdate
 from pymender.errors import ManagedModeError, PymenderError, ServerError, StateError
 
 log = get_logger(__name__)
@@ -58,15 +65,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 #: Downloads of one deployment started (power cuts, crashes) before it is given up as failed.
 MAX_ATTEMPTS = 3
-#: Reboots asked for one deployment before it is rolled back as failed.
-MAX_REBOOTS = 3
-#: How long to wait for the reboot asked for, before checking again.
-REBOOT_GRACE = 300.0
 PID_FILE = "daemon.pid"
-
-
-class Aborted(Exception):
-    """The server aborted the deployment (it answered 409 to a status)."""
 
 
 def _reboot() -> None:
@@ -306,6 +305,37 @@ class Daemon:
         except PymenderError as err:
             log.warning("reporting %s failed: %s", status, err.one_line())
 
+    def _commit_status(self) -> None:
+        """The status before the commit (``installing`` again, as Mender's daemon sends it): the
+        update is committed only when the server takes it, so that a new system or module that
+        lost the server is not kept. Retried as the final status is; raises the last error when
+        the retries are used up, :class:`Aborted` on a 409, and
+        :class:`~pymender.device.managed.module_deployment.Interrupted` when the daemon is asked
+        to stop while it waits (the next start goes on from the same state)."""
+        assert self.record is not None
+        record = self.record
+        backoff = Backoff(self.config.retry_poll_interval_seconds, self.config.retry_poll_count)
+        while True:
+            try:
+                self._call(lambda token: self.deployments.status(token, record.id, dep.INSTALLING))
+                return
+            except ServerError as err:
+                if err.status == 409:
+                    raise Aborted() from err
+                error: PymenderError = err
+            except PymenderError as err:
+                error = err
+            interval = getattr(error, "retry_after", None) or backoff.next_interval()
+            if interval is None:
+                self._note("error", f"reporting installing before the commit failed: {error.one_line()}; "
+                                    "giving up, not committed")
+                raise error
+            log.error("reporting installing before the commit failed: %s; retrying in %d s", error.one_line(),
+                      interval)
+            self._wait(interval)
+            if self.stopping:
+                raise Interrupted()
+
     def deploy(self, found: dep.Deployment, provides: dict[str, str]) -> None:
         log.info("deployment %s: %s", found.id, found.artifact_name)
         self.record = Record(found.id, found.artifact_name, found.uri)
@@ -329,6 +359,11 @@ class Daemon:
             if result.committed:
                 self._finish(dep.SUCCESS)
                 return
+            if module_pending(self.updater):
+                self._save(phase="installing")
+                self._status(dep.INSTALLING)
+                self._module_done(ModuleDeployment(self).install())
+                return
             self._save()
             self._status(dep.INSTALLING)
             self.updater.resume()
@@ -337,6 +372,13 @@ class Daemon:
             self._finish(dep.FAILURE)
             return
         self._reboot()
+
+    def _module_done(self, outcome: str | None) -> None:
+        """An Update Module's deployment walked as far as it goes now: its outcome reported, or
+        (None, only when :attr:`stopping` is set) a reboot on its way or the daemon stopping; the
+        next start goes on from the state recorded."""
+        if outcome is not None:
+            self._finish(outcome)
 
     def _reboot(self) -> None:
         assert self.record is not None
@@ -357,6 +399,8 @@ class Daemon:
         try:
             if record.phase == "reporting":
                 self._report_outcome(record)
+            elif module_pending(self.updater):
+                self._module_done(ModuleDeployment(self).resume())
             elif record.phase == "downloading":
                 self._resume_download()
             else:
@@ -396,6 +440,16 @@ class Daemon:
             self._finish(dep.SUCCESS if current == self.record.artifact_name else dep.FAILURE)
             return
         try:
+            if self._runs_new_system(pending):
+                self._commit_status()
+        except Interrupted:
+            return
+        except Aborted:
+            raise
+        except PymenderError:
+            self._fail_rolled_back()
+            return
+        try:
             self.updater.commit()
         except StateError as err:
             still = self.updater.store.pending()
@@ -416,6 +470,17 @@ class Daemon:
             self._finish(dep.FAILURE)
             return
         self._finish(dep.SUCCESS)
+
+    def _runs_new_system(self, pending: PendingUpdate) -> bool:
+        """Whether the device runs the root filesystem update waiting for its commit."""
+        if pending.state != UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER.value:
+            return False
+        from pymender.device.payloads.rootfs_image import Trial
+
+        try:
+            return self.updater._rootfs().trial(pending).trial is Trial.RUNNING
+        except PymenderError:
+            return False  # the commit says what is wrong
 
     def _roll_back(self) -> bool:
         """Roll the pending update back; whether a reboot is needed to run the old system."""
@@ -440,6 +505,11 @@ class Daemon:
     def _abort(self) -> None:
         assert self.record is not None
         log.warning("deployment %s was aborted on the server", self.record.id)
+        if module_pending(self.updater):
+            ModuleDeployment(self).abort()
+            self.records.clear()
+            self.record = None
+            return
         self.records.clear()
         self.record = None
         if self._roll_back():
@@ -458,6 +528,10 @@ class Daemon:
         except PymenderError as err:
             if isinstance(err, ServerError) and err.status == 409:
                 log.warning("deployment %s was aborted on the server", record.id)
+            elif isinstance(err, ServerError) and err.status == 413:
+                # As Mender's daemon: a request too large is not retried.
+                log.error("reporting %s failed: %s; the server does not take it, giving up", record.outcome,
+                          err.one_line())
             else:
                 interval = getattr(err, "retry_after", None) or self.report_backoff.next_interval()
                 if interval is not None:

@@ -53,6 +53,10 @@ def parse_instructions(document: Any) -> Deployment:
     return deployment
 
 
+class Aborted(Exception):
+    """The server aborted the deployment (it answered 409 to a status)."""
+
+
 class DeploymentsClient:
     def __init__(self, api: ServerApi) -> None:
         self._api = api
@@ -97,4 +101,4 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["Deployment", "DeploymentsClient", "now", "parse_instructions"]
+__all__ = ["Aborted", "Deployment", "DeploymentsClient", "now", "parse_instructions"]

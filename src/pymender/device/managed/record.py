@@ -18,10 +18,16 @@ from pymender.errors import StateError
 
 FILE = "deployment.json"
 #: downloading: the status sent, the install started (or about to start);
+#: installing: an Update Module's update downloaded, walked on by the state table (its state,
+#: reboots included, is in the state store);
 #: rebooting: installed, the reboot into the new system asked for;
 #: reporting: the outcome is known (``outcome``), the server has not taken it yet.
-PHASES = ("downloading", "rebooting", "reporting")
+PHASES = ("downloading", "installing", "rebooting", "reporting")
 MAX_LINES = 2000
+#: Reboots asked for one deployment (``reboots``) before it is rolled back as failed.
+MAX_REBOOTS = 3
+#: How long to wait for the reboot asked for, before checking again.
+REBOOT_GRACE = 300.0
 
 
 class Record(NamedTuple):
@@ -32,6 +38,8 @@ class Record(NamedTuple):
     outcome: str = ""
     attempts: int = 0
     reboots: int = 0
+    #: An Update Module's answer to NeedsArtifactReboot ("" until it was asked).
+    reboot: str = ""
     log: tuple[dict[str, str], ...] = ()
 
     def logged(self, level: str, message: str) -> Record:
@@ -69,4 +77,4 @@ class Records:
         sysio.fsync_dir(self.path.parent)
 
 
-__all__ = ["FILE", "PHASES", "Record", "Records"]
+__all__ = ["FILE", "MAX_REBOOTS", "PHASES", "REBOOT_GRACE", "Record", "Records"]

@@ -50,6 +50,8 @@ class Reboots:
     def __init__(self) -> None:
         self.count = 0
         self.daemon: Daemon | None = None
+        #: The daemon's waits (seconds), which the tests do not sleep.
+        self.waits: list[float] = []
 
     def __call__(self) -> None:
         self.count += 1
@@ -66,7 +68,7 @@ class Clock:
 
 
 @pytest.fixture
-def make_daemon(device: SimDevice) -> Callable[..., tuple[Daemon, Reboots]]:
+def make_daemon(device: SimDevice, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Daemon, Reboots]]:
     def make(**options: Any) -> tuple[Daemon, Reboots]:
         reboots = Reboots()
         options.setdefault("source_options", FAST_SOURCE)
@@ -74,6 +76,7 @@ def make_daemon(device: SimDevice) -> Callable[..., tuple[Daemon, Reboots]]:
         options.setdefault("key", load_or_create(device.data_dir, "ecdsa"))
         daemon = Daemon(device.load_config(), reboot=reboots, **options)
         reboots.daemon = daemon
+        monkeypatch.setattr(daemon, "_wait", reboots.waits.append)
         return daemon, reboots
 
     return make

@@ -67,7 +67,8 @@ def test_deployment_installs_reboots_commits_and_reports_success(
     device.boot()  # into the new system
     daemon, reboots = make_daemon()
     daemon.start()  # verifies the reboot, commits by itself
-    assert statuses(server, deployment.id) == ["downloading", "installing", "rebooting", "success"]
+    # 'installing' again before the commit, as Mender's daemon sends it: no commit without the server
+    assert statuses(server, deployment.id) == ["downloading", "installing", "rebooting", "installing", "success"]
     assert device.store().current().artifact_name == "release-2"
     assert device.read_env()["upgrade_available"] == "0"
     assert Records(device.data_dir).load() is None
@@ -209,3 +210,28 @@ def test_deployment_aborted_on_the_server_is_dropped_and_rolled_back(
     assert Records(device.data_dir).load() is None
     assert not server.calls("/download/")
     assert device.snapshot() == before
+
+
+def test_new_system_that_cannot_reach_the_server_is_rolled_back_and_reported_from_the_old_one(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    """As Mender's daemon: 'installing' is reported before the commit, with retries; a new
+    system that cannot tell the server is not kept."""
+    artifact, _ = release(tmp_path / "art", "release-2", seed=2)
+    deployment = server.add_deployment("release-2", artifact)
+    daemon, _ = make_daemon()
+    daemon.start()
+    daemon.tick()
+    device.boot()  # into the new system, which cannot reach the server
+    server.inject("down", count=4, prefix=f"/api/devices/v1/deployments/device/deployments/{deployment.id}/status")
+    daemon, reboots = make_daemon()
+    daemon.start()
+    assert len(reboots.waits) == 3  # three retries (RetryPollIntervalSeconds 30)
+    assert reboots.count == 1  # back into the old system
+    assert device.store().current().artifact_name == "release-1" and device.store().pending() is None
+    device.boot()
+    assert device.running == device.part_a
+    daemon, _ = make_daemon()
+    daemon.start()
+    assert statuses(server, deployment.id) == ["downloading", "installing", "rebooting", "failure"]
+    messages = " ".join(line["message"] for line in deployment.logs[server.device().id])
+    assert "giving up, not committed" in messages
