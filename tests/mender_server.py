@@ -28,12 +28,19 @@ and the difference is listed here:
   JSON object (``artifact_name``, ``device_type``, ...) is what Mender's 3.x client falls back
   to; the server's routing accepts it. Answered, with the body checked likewise.
 
+The server listens on 127.0.0.1 only. ``device_host`` names the address its devices reach it
+at, when that is another one (QEMU's guests reach the host's loopback at 10.0.2.2): the
+Artifacts' download links carry it, and :attr:`MenderServer.device_url` is what a device's
+``ServerURL`` names.
+
 Failure injection (:meth:`MenderServer.inject`): ``down`` (the connection closed without an
 answer), ``500``, ``503`` (with ``Retry-After``), ``slow`` (the answer delayed), ``garbage``
 (200 with a body that is not JSON), ``huge`` (an answer far beyond any limit), ``401`` (the
 token revoked: the device must authenticate again), ``409`` (to a status: the deployment was
 aborted), ``redirect-http`` (a redirect to an
 ``http://`` URL). Injected answers are deliberately outside the specification and not validated.
+A deployment's Artifact download can be cut off (``cut_after``, ``cuts``) or slowed down
+(``rate``, bytes per second, changeable while the test runs); ``served`` counts its bytes sent.
 """
 
 from __future__ import annotations
@@ -135,6 +142,11 @@ class Deployment:
     #: Cut the download off after this many bytes, this many times.
     cut_after: int | None = None
     cuts: int = 0
+    #: Send the Artifact at most this many bytes per second (None: as fast as it goes); read at
+    #: every chunk, so a test can lift it while a download runs.
+    rate: int | None = None
+    #: Bytes of the Artifact sent so far, over every download request.
+    served: int = 0
 
 
 @dataclass
@@ -149,7 +161,7 @@ class Injection:
 
 class MenderServer:
     def __init__(self, *, accept: bool = True, tenant_token: str | None = None, v2: bool = False,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, device_host: str = "127.0.0.1") -> None:
         self.accept = accept
         self.tenant_token = tenant_token
         self.v2 = v2
@@ -172,6 +184,8 @@ class MenderServer:
             scheme = "https"
         host, port = self.httpd.server_address[:2]
         self.url = f"{scheme}://127.0.0.1:{port}"
+        #: The server as its devices reach it (``ServerURL``; the download links).
+        self.device_url = f"{scheme}://{device_host}:{port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> MenderServer:
@@ -288,7 +302,7 @@ class MenderServer:
                 "artifact": {
                     "id": deployment.id,
                     "artifact_name": deployment.artifact_name,
-                    "source": {"uri": f"{self.url}{DOWNLOAD}{deployment.id}",
+                    "source": {"uri": f"{self.device_url}{DOWNLOAD}{deployment.id}",
                                "expire": "2099-01-01T00:00:00Z"},
                     "device_types_compatible": list(deployment.device_types),
                 },
@@ -439,14 +453,27 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
-            body = data[start:]
+            body = memoryview(data)[start:]
             if deployment.cut_after is not None and deployment.cuts > 0 and not start:
                 deployment.cuts -= 1
-                self.wfile.write(body[:deployment.cut_after])
-                self.wfile.flush()
+                body = body[:deployment.cut_after]
                 self.close_connection = True
-                return
-            self.wfile.write(body)
+            try:
+                self._send_slowly(deployment, body)
+            except OSError:  # the device went away (a power cut, say): a broken pipe, a TLS EOF
+                self.close_connection = True
+
+        def _send_slowly(self, deployment: Deployment, body: memoryview) -> None:
+            """``body`` in chunks, at most ``deployment.rate`` bytes per second when set."""
+            chunk = 64 * 1024
+            for offset in range(0, len(body), chunk):
+                piece = body[offset:offset + chunk]
+                self.wfile.write(piece)
+                deployment.served += len(piece)
+                rate = deployment.rate
+                if rate:
+                    time.sleep(len(piece) / rate)
+            self.wfile.flush()
 
     return Handler
 

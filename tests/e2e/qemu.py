@@ -315,9 +315,19 @@ class Machine:
         """
         self._log.note("reboot")
         self._log.boot_text = []
+        self._require().sendline("reboot")
+        return self._await_reset(time.monotonic() + (timeout or self.boot_timeout))
+
+    def wait_for_reboot(self, timeout: float | None = None) -> str:
+        """Wait for the guest to reboot by itself (a daemon that installed an update, say) and
+        for the next shell; returns the new boot's output. ``timeout`` covers both (default: the
+        boot timeout). The console is read all along, as :meth:`reboot` reads it."""
+        self._log.note("waiting for the guest to reboot by itself")
+        self._log.boot_text = []
+        return self._await_reset(time.monotonic() + (timeout or self.boot_timeout))
+
+    def _await_reset(self, deadline: float) -> str:
         child = self._require()
-        deadline = time.monotonic() + (timeout or self.boot_timeout)
-        child.sendline("reboot")
         index = self._expect([KERNEL_RESTARTING, pexpect.EOF], deadline, "the guest to reset")
         if index == 0:
             try:

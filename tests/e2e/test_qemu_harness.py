@@ -3,7 +3,8 @@
 QEMU runs with ``-no-reboot``, so every reset ends its process and :class:`Machine` powers on
 again. The stand-in prints what a boot prints, runs the harness's shell lines with ``sh``, and on
 ``reboot`` does what the test asks: reset (exit 0), print the kernel's last message and then
-hang (the emulated reset that never happens), or fail (exit non-zero).
+hang (the emulated reset that never happens), or fail (exit non-zero). ``reboot-soon`` is the
+guest rebooting by itself a moment later (a daemon's reboot), while the harness only watches.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from e2e import qemu
 from e2e.qemu import Machine, MachineConfig, MachineError
 
 FAKE_QEMU = r'''
-import os, subprocess, sys, time
+import os, subprocess, sys, threading, time
 from pathlib import Path
 counter = Path(os.environ["FAKE_QEMU_BOOTS"])
 boots = int(counter.read_text()) + 1 if counter.exists() else 1
@@ -37,6 +38,13 @@ for line in sys.stdin:
         if mode == "hang":
             time.sleep(3600)
         sys.exit(0)
+    if line == "reboot-soon":
+        def reset():
+            time.sleep(0.5)
+            print("[   60.1] reboot: Restarting system", flush=True)
+            os._exit(0)
+        threading.Thread(target=reset, daemon=True).start()
+        continue
     if line.startswith("stty "):
         continue
     if line.startswith("__rc="):
@@ -78,6 +86,21 @@ def test_reset_ends_qemu_and_the_harness_powers_on_again(
         assert machine.check("echo still driven") == "still driven"
         assert machine.run("exit 7") == (7, "")
     assert "reset (QEMU exits on a reset" in machine.log_path.read_text()
+
+
+def test_a_reboot_the_guest_starts_by_itself_is_waited_for(
+        machine: Machine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_QEMU_REBOOT", "reset")
+    with machine:
+        machine.start()
+        assert machine.run("reboot-soon") == (0, "")
+        log = machine.wait_for_reboot(timeout=10.0)
+        assert "booting partition 3" in log and "booting partition 2" not in log
+        assert (machine.boots, machine.resets, machine.booted_partition) == (2, 1, 3)
+        assert machine.check("echo driven again") == "driven again"
+        with pytest.raises(MachineError, match="timed out waiting for the guest to reset"):
+            machine.wait_for_reboot(timeout=1.0)  # nothing reboots it this time
+    assert "waiting for the guest to reboot by itself" in machine.log_path.read_text()
 
 
 def test_a_reset_that_never_happens_becomes_a_logged_power_cut(

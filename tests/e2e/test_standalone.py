@@ -39,8 +39,6 @@ import os
 import random
 import shlex
 import ssl
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +49,7 @@ from e2e.conftest import BootMachine, E2EImage, cut_for_time
 from e2e.guest import boot_env, fw_printenv, mount_stick, root_device, running_release
 from e2e.powercut import cut_during, install_way_forward, power_on_and_check
 from e2e.qemu import HOST_ADDRESS, Machine, make_fat_disk
-from helpers import require_tool
+from e2e.updates import NO_INIT_RELEASE, no_init_artifact, write_artifact
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -112,7 +110,7 @@ def test_documented_flow_from_usb_stick(
     boot: BootMachine, test_image: E2EImage, tmp_path: Path
 ) -> None:
     stick = make_fat_disk(tmp_path / "stick.img", {"release1.mender": test_image.update_artifact,
-                                                   "no-init.mender": _no_init_artifact(test_image, tmp_path)})
+                                                   "no-init.mender": no_init_artifact(test_image, tmp_path)})
     machine = boot(extra_disks=[stick])
     assert_factory_system(machine, test_image)
 
@@ -176,37 +174,6 @@ def assert_committed_system(machine: Machine, image: E2EImage) -> None:
     assert root_device(machine) == image.partitions["rootfs_b"]
     assert running_release(machine, image.marker_file) == image.update_release
     assert machine.run("pymender show-artifact") == (0, image.update_release)
-
-
-NO_INIT_RELEASE = "release-no-init"
-
-
-def _no_init_artifact(image: E2EImage, directory: Path) -> Path:
-    """A signed update for this machine that holds the update's kernel and initramfs and
-    nothing else: the bootloader boots it, the initramfs mounts it, and no init is there."""
-    debugfs = require_tool("debugfs")
-    update = directory / "update.ext4"
-    tool = Path(sys.executable).with_name("pymender-artifact")
-    with update.open("wb") as out:
-        subprocess.run([str(tool) if tool.exists() else "pymender-artifact", "cat",
-                        str(image.update_artifact)], stdout=out, check=True)
-    listing = subprocess.run([debugfs, "-R", "ls -p /boot", str(update)], capture_output=True, text=True,
-                             check=True).stdout
-    names = [line.strip("/").split("/")[4] for line in listing.splitlines() if line.startswith("/")]
-    tree = directory / "no-init"
-    (tree / "boot").mkdir(parents=True)
-    for prefix, link in (("vmlinuz-", "vmlinuz"), ("initrd.img-", "initrd.img")):
-        found = sorted(name for name in names if name.startswith(prefix))
-        assert found, f"no /boot/{prefix}* in {image.update_artifact}: {names}"
-        subprocess.run([debugfs, "-R", f"dump /boot/{found[0]} {tree / 'boot' / link}", str(update)],
-                       check=True, capture_output=True)
-    update.unlink()
-    size_mb = sum(path.stat().st_size for path in (tree / "boot").iterdir()) // (1 << 20) + 16
-    rootfs = directory / "no-init.ext4"
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(tree), str(rootfs), f"{size_mb}M"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return _write_artifact(directory / "no-init.mender", rootfs, device_type=image.device_type,
-                           key=image.keys["signing_key"], name=NO_INIT_RELEASE)
 
 
 # --- 2 + 3. https install, no commit, rollback -----------------------------------------------
@@ -321,18 +288,6 @@ def test_https_install_without_commit_rolls_back(
 # --- 4 + 5. refusals and power cuts ----------------------------------------------------------
 
 
-def _write_artifact(out: Path, image: Path, *, device_type: str, key: Path | None,
-                    compression: str = "gzip", name: str = "release-bad") -> Path:
-    tool = Path(sys.executable).with_name("pymender-artifact")  # the venv's, not on PATH
-    args = [str(tool) if tool.exists() else "pymender-artifact", "write", "rootfs-image",
-            "-n", name, "-t", device_type,
-            "-f", str(image), "--compression", compression, "--no-progress", "-o", str(out)]
-    if key is not None:
-        args += ["-k", str(key)]
-    subprocess.run(args, check=True)
-    return out
-
-
 def _refused_artifacts(image: E2EImage, directory: Path) -> dict[str, Path]:
     """Small Artifacts the device must refuse, by name on the stick."""
     payload = os.urandom(8 << 20)  # the payload need not be a filesystem to be refused
@@ -340,18 +295,18 @@ def _refused_artifacts(image: E2EImage, directory: Path) -> dict[str, Path]:
     rootfs.write_bytes(payload)
     signing = image.keys["signing_key"]
     artifacts = {
-        "wrong-device-type.mender": _write_artifact(
+        "wrong-device-type.mender": write_artifact(
             directory / "wrong-device-type.mender", rootfs, device_type="raspberrypi4",
             key=signing),
-        "untrusted-signature.mender": _write_artifact(
+        "untrusted-signature.mender": write_artifact(
             directory / "untrusted-signature.mender", rootfs, device_type=image.device_type,
             key=image.keys["untrusted_signing_key"]),
-        "unsigned.mender": _write_artifact(
+        "unsigned.mender": write_artifact(
             directory / "unsigned.mender", rootfs, device_type=image.device_type, key=None),
     }
     # Signed by the trusted key, for this device type, with one payload byte flipped: only the
     # payload's checksum can catch it. Uncompressed, so the payload's bytes are in the file.
-    corrupted = _write_artifact(directory / "corrupted.mender", rootfs,
+    corrupted = write_artifact(directory / "corrupted.mender", rootfs,
                                 device_type=image.device_type, key=signing, compression="none")
     data = bytearray(corrupted.read_bytes())
     probe = payload[(4 << 20):(4 << 20) + 64]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from mender_server import MenderServer, verify_signature
+from mender_server import Deployment, MenderServer, verify_signature
 from pymender.device.managed import devicekey
 from pymender.device.managed.api import ServerApi
 from pymender.device.managed.auth import AUTH_PATH, Authenticator
@@ -149,3 +151,35 @@ def test_v2_next_body_checked_when_the_server_has_v2(tmp_path: Path) -> None:
         api.request("POST", "/api/devices/v2/deployments/device/deployments/next",
                     body={"device_provides": {"artifact_name": 1}}, token=token)
     assert len(server.violations) == 1 and "strings" in server.violations[0]
+
+
+def test_the_test_server_links_downloads_at_the_device_address_and_can_slow_them(tmp_path: Path) -> None:
+    artifact = tmp_path / "a.mender"
+    artifact.write_bytes(os.urandom(256 * 1024))
+    with MenderServer(device_host="localhost") as server:
+        assert server.device_url == server.url.replace("127.0.0.1", "localhost")
+        api = ServerApi(server.url, allow_http=True)
+        key = devicekey.load_or_create(tmp_path, "ecdsa")
+        token = Authenticator(api, key, lambda: '{"mac":"x"}').token()
+        deployment = server.add_deployment("r2", artifact, rate=512 * 1024)
+        found = DeploymentsClient(api).next(token, {"artifact_name": "r1"}, "qemux86-64")
+        assert found is not None and found.uri == f"{server.device_url}/download/{deployment.id}"
+        started = time.monotonic()
+        with urllib.request.urlopen(found.uri) as answer:
+            assert answer.read() == artifact.read_bytes()
+        assert time.monotonic() - started >= 0.35  # 4 chunks of 64 KiB, 1/8 s after each of 3
+        assert _served(deployment, 256 * 1024) == 256 * 1024
+        deployment.rate = None
+        with urllib.request.urlopen(found.uri) as answer:
+            assert len(answer.read()) == 256 * 1024
+        assert _served(deployment, 512 * 1024) == 512 * 1024
+    assert server.violations == []
+
+
+def _served(deployment: Deployment, expected: int) -> int:
+    """The bytes the server counted (it counts a chunk once its write returned, which may be just
+    after the client has read it)."""
+    deadline = time.monotonic() + 5
+    while deployment.served < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return deployment.served
