@@ -352,12 +352,12 @@ def _handler(server: MenderServer) -> type[BaseHTTPRequestHandler]:
             headers = {key.lower(): value for key, value in self.headers.items()}
             body = self._body(headers)
             server.requests.append((method, self.path))
-            if path.startswith(DOWNLOAD):
-                self._download(path[len(DOWNLOAD):], headers)
-                return
             injection = server._injection(path)
             if injection is not None:
                 self._inject(injection)
+                return
+            if path.startswith(DOWNLOAD):
+                self._download(path[len(DOWNLOAD):], headers)
                 return
             provides_next = method == "POST" and path in (NEXT_V1, NEXT_V2)
             spec = None if provides_next else spec_for(path)

@@ -51,6 +51,11 @@ class SourceError(InputError):
     """The update source (file, HTTP(S) URL, stdin) failed while it was being read."""
 
 
+class SourceUnreachableError(SourceError):
+    """The update source could not be reached at all (no network, connection refused, timeout):
+    nothing was read, and trying again later may succeed."""
+
+
 class KeyLoadError(InputError):
     """A signing or verification key cannot be loaded or has an unsupported type."""
 

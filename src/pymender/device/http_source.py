@@ -24,7 +24,7 @@ from typing import Any
 from pymender import __version__
 from pymender.device.log import get_logger
 from pymender.device.source_base import Source, display_url
-from pymender.errors import SourceError
+from pymender.errors import SourceError, SourceUnreachableError
 
 log = get_logger(__name__)
 
@@ -62,7 +62,7 @@ class HttpSource(Source):
         try:
             response = self._request(name, offset=0, validator=None)
         except _TRANSIENT as err:
-            raise SourceError(
+            raise SourceUnreachableError(
                 f"cannot download {name}: {_reason(err)}",
                 hint="check the URL and the network connection",
             ) from err

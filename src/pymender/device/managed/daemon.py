@@ -58,7 +58,7 @@ from pymender.device.managed.module_deployment import Interrupted, ModuleDeploym
 from pymender.device.managed.record import MAX_REBOOTS, REBOOT_GRACE, Record, Records
 from pymender.device.scripts import ScriptRunner
 from pymender.device.store import PendingUpdate
-from pymender.errors import ManagedModeError, PymenderError, ServerError, StateError
+from pymender.errors import ManagedModeError, PymenderError, ServerError, SourceUnreachableError, StateError
 
 log = get_logger(__name__)
 
@@ -101,6 +101,9 @@ class Daemon:
         self.poll_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
         self.inventory_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
         self.report_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
+        self.download_backoff = Backoff(config.retry_poll_interval_seconds, config.retry_poll_count)
+        #: The download could not reach its server; it starts again at ``report_due``.
+        self.download_waiting = False
         now = clock()
         self.poll_due = now
         self.inventory_due = now
@@ -153,8 +156,11 @@ class Daemon:
 
     def tick(self) -> float:
         """Do what is due; the seconds until something is due next."""
-        if self.record is not None and self.record.phase == "reporting" and self.clock() >= self.report_due:
-            self._report_outcome(self.record)
+        if self.record is not None and self.clock() >= self.report_due:
+            if self.record.phase == "reporting":
+                self._report_outcome(self.record)
+            elif self.record.phase == "downloading" and self.download_waiting:
+                self._download_again()
         now = self.clock()
         if self.record is None and (now >= self.inventory_due or now >= self.poll_due):
             self._scripts("Idle", "Leave")
@@ -356,6 +362,7 @@ class Daemon:
         record = self._save(phase="downloading", attempts=self.record.attempts + 1)
         try:
             result = self.updater.install(record.uri, stop_before={UpdateState.BEFORE_ARTIFACT_INSTALL_ENTER})
+            self.download_backoff.reset()
             if result.committed:
                 self._finish(dep.SUCCESS)
                 return
@@ -367,11 +374,37 @@ class Daemon:
             self._save()
             self._status(dep.INSTALLING)
             self.updater.resume()
+        except SourceUnreachableError as err:
+            self._download_later(err)
+            return
         except PymenderError as err:
             self._note("error", err.one_line())
             self._finish(dep.FAILURE)
             return
         self._reboot()
+
+    def _download_later(self, err: SourceUnreachableError) -> None:
+        """The Artifact's server could not be reached (the network not up yet after a boot, a
+        link down): nothing was written. Start the download again after the backoff, as long as
+        it lasts; this does not count as an interrupted download."""
+        assert self.record is not None
+        interval = self.download_backoff.next_interval()
+        if interval is None:
+            self.download_backoff.reset()
+            self._note("error", err.one_line())
+            self._finish(dep.FAILURE)
+            return
+        self._note("error", f"{err.one_line()}; trying the download again in {interval:.0f} s")
+        self._save(attempts=self.record.attempts - 1)
+        self.download_waiting = True
+        self.report_due = self.clock() + interval
+
+    def _download_again(self) -> None:
+        self.download_waiting = False
+        try:
+            self._install()
+        except Aborted:
+            self._abort()
 
     def _module_done(self, outcome: str | None) -> None:
         """An Update Module's deployment walked as far as it goes now: its outcome reported, or
@@ -517,6 +550,7 @@ class Daemon:
 
     def _finish(self, outcome: str) -> None:
         self._note("info" if outcome != dep.FAILURE else "error", f"deployment finished: {outcome}")
+        self.download_backoff.reset()
         self.report_backoff.reset()
         self._report_outcome(self._save(phase="reporting", outcome=outcome))
 

@@ -163,6 +163,57 @@ def test_power_cut_during_the_download_starts_it_again_after_boot(
     assert device.store().current().artifact_name == "release-2"
 
 
+def test_a_download_server_out_of_reach_after_the_boot_is_tried_again_later(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    """After a power cut the network may not be up yet when the daemon starts again: the
+    download is tried again after the backoff instead of failing the deployment, and these
+    tries do not count as interrupted downloads."""
+    artifact, image = release(tmp_path / "art", "release-2", seed=2)
+    deployment = server.add_deployment("release-2", artifact)
+    from pymender.device.managed.record import Record
+
+    Records(device.data_dir).save(Record(deployment.id, "release-2", f"{server.url}/download/{deployment.id}",
+                                         attempts=2))
+    server.inject("down", count=3, prefix="/download/")
+    clock = Clock()
+    daemon, reboots = make_daemon(clock=clock)
+    daemon.start()
+    for _ in range(3):
+        assert reboots.count == 0
+        assert not any(deployment.statuses.values())
+        record = Records(device.data_dir).load()
+        assert record is not None and record.phase == "downloading" and record.attempts == 2
+        wait = daemon.tick()
+        assert wait > 0
+        assert daemon.tick() == wait  # nothing happens before it is due
+        clock.now += wait
+        daemon.tick()
+    assert reboots.count == 1
+    assert holds(device.part_b, image)
+    assert len(server.calls("/download/")) == 4
+    assert daemon.record is not None
+    assert "trying the download again" in " ".join(entry["message"] for entry in daemon.record.log)
+
+
+def test_a_download_server_that_stays_out_of_reach_fails_the_deployment(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    artifact, _ = release(tmp_path / "art", "release-2", seed=2)
+    deployment = server.add_deployment("release-2", artifact)
+    server.inject("down", count=1000, prefix="/download/")
+    clock = Clock()
+    daemon, reboots = make_daemon(clock=clock)
+    daemon.start()
+    for _ in range(100):
+        clock.now += daemon.tick()
+        if statuses(server, deployment.id)[-1:] == ["failure"]:
+            break
+    assert statuses(server, deployment.id) == ["downloading", "failure"]
+    assert reboots.count == 0
+    retries = len(server.calls("/download/"))
+    assert 2 <= retries < 100
+    assert Records(device.data_dir).load() is None
+
+
 def test_an_interrupted_download_is_given_up_after_three_attempts(
         tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
     artifact, _ = release(tmp_path / "art", "release-2", seed=2)
