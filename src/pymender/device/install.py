@@ -112,7 +112,9 @@ class Updater:
     ``report`` receives the lines a user should read (the CLI prints them); ``progress`` is
     called with (bytes read, total or None) while the Artifact streams in; ``on_header`` once
     the Artifact's header has passed the format and signature checks. ``tool`` is the command
-    named in hints (``pymender``, ``mender-update``). ``source_options`` go to
+    named in hints (``pymender``, ``mender-update``); with ``hints`` False (the daemon, whose
+    lines go to a server's deployment log) the lines say what happened without telling a user
+    which command to run next. ``source_options`` go to
     :func:`~pymender.device.sources.open_source` (retries, backoff, timeout, sleep), and
     ``proc``/``dev`` to the discovery of the running root device; both exist for tests.
     :attr:`last_flow` is the walk of the last operation, for front ends that report its steps.
@@ -126,6 +128,7 @@ class Updater:
         progress: Progress | None = None,
         on_header: Callable[[], None] | None = None,
         tool: str = "pymender",
+        hints: bool = True,
         source_options: Mapping[str, Any] | None = None,
         bootenv: BootEnv | None = None,
         proc: Path = Path("/proc"),
@@ -138,6 +141,7 @@ class Updater:
         self._progress = progress
         self._on_header = on_header
         self.tool = tool
+        self.hints = hints
         self._source_options = dict(source_options or {})
         self._bootenv = bootenv
         self._proc = proc
@@ -373,8 +377,8 @@ class Updater:
         assert target is not None and hasattr(target, "partition")  # the rootfs-image's Target
         new = target.partition
         if flow.stopped:
-            report(f"Wrote {name} to {new.path} (partition {new.number}) and stopped before switching the "
-                   f"bootloader: run '{self.tool} resume' to go on, or '{self.tool} rollback'.")
+            self._say(f"Wrote {name} to {new.path} (partition {new.number}) and stopped before switching the "
+                      "bootloader", f"run '{self.tool} resume' to go on, or '{self.tool} rollback'.")
             return InstallResult(name, new.path, committed=False, reboot_required=False, stopped=True)
         self._report_installed(name, new)
         return InstallResult(name, new.path, committed=False, reboot_required=True)
@@ -489,7 +493,7 @@ class Updater:
                 raise _prefixed(err, f"committing {name} failed", hint=self._module_outcome()) from err
             raise
         if flow.stopped:
-            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")
             return CommitResult(name, inconsistent=bool(flow.ignored), stopped=True)
         state = self.store.current()
         self._report(f"Committed {state.artifact_name}: it is now the installed Artifact.")
@@ -510,7 +514,7 @@ class Updater:
         self._module_walk(flow, module, Event.ROLLBACK, stop_before, supports_rollback=supports)
         current = self.store.current().artifact_name
         if flow.stopped:
-            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")
             return RollbackResult(name, current, reboot_required=False, stopped=True)
         self._report(f"Rolled back {name}; {current} stays installed.")
         return RollbackResult(name, current, reboot_required=False)
@@ -527,10 +531,11 @@ class Updater:
             if errors:
                 raise errors[0]
         if flow.stopped:
-            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")
             return ResumeResult(name, "stopped", False)
         if _waiting_for_commit(flow):
-            self._report(f"Installed {name}; run '{self.tool} commit' to keep it, or '{self.tool} rollback'.")
+            self._report(f"Installed {name}" + (f"; run '{self.tool} commit' to keep it, or '{self.tool} rollback'."
+                                                if self.hints else "."))
             return ResumeResult(name, "installed", bool(self.last_reboot))
         if flow.pending is not None and flow.pending.rolled_back:
             self._report(f"Rolled back {name}; {self.store.current().artifact_name} stays installed.")
@@ -572,8 +577,8 @@ class Updater:
         name = flow.name
         reboot = bool(self.last_reboot)
         if flow.stopped:
-            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on, or "
-                         f"'{self.tool} rollback'.")
+            self._say(f"Stopped {name} in {flow.state.value}",
+                      f"run '{self.tool} resume' to go on, or '{self.tool} rollback'.")
             return InstallResult(name, None, committed=False, reboot_required=False, stopped=True)
         if flow.state is UpdateState.IDLE:
             self._report(f"Installed and committed {name} with the {module.payload_type} Update Module (it cannot "
@@ -583,12 +588,20 @@ class Updater:
             return InstallResult(name, None, committed=True, reboot_required=reboot)
         self._report(f"Installed {name} with the {module.payload_type} Update Module; not committed yet.")
         then = "Reboot, then run" if reboot else "Run"
-        self._report(f"{then} '{self.tool} commit' to keep it, or '{self.tool} rollback' to undo it.")
+        self._hint(f"{then} '{self.tool} commit' to keep it, or '{self.tool} rollback' to undo it.")
         return InstallResult(name, None, committed=False, reboot_required=reboot)
+
+    def _say(self, what: str, hint: str) -> None:
+        """Report ``what`` happened, with ``hint`` (what to run next) after it when hints are on."""
+        self._report(f"{what}: {hint}" if self.hints else f"{what}.")
+
+    def _hint(self, line: str) -> None:
+        if self.hints:
+            self._report(line)
 
     def _report_installed(self, name: str, new: Partition) -> None:
         self._report(f"Installed {name} to {new.path} (partition {new.number}); not committed yet.")
-        self._report(f"Reboot to try the new system, then run '{self.tool} commit' to keep it. If it does not "
+        self._hint(f"Reboot to try the new system, then run '{self.tool} commit' to keep it. If it does not "
                      f"work, reboot again or run '{self.tool} rollback' to return to "
                      f"{self.store.current().artifact_name}.")
 
@@ -685,7 +698,7 @@ class Updater:
                             hint=f"reboot to return to {old_name}") from err
         state = self.store.current()
         if flow.stopped:
-            self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+            self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")
             return CommitResult(name, inconsistent=bool(flow.ignored), stopped=True)
         if flow.ignored:
             self._report(f"Committed {name}, but an ArtifactCommit_Leave script failed; "
@@ -717,7 +730,7 @@ class Updater:
             current = self.store.current().artifact_name
             reboot = parts.active != previous
             if flow.stopped:
-                self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+                self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")
                 return RollbackResult(name, current, reboot_required=False, stopped=True)
             if reboot:
                 self._report(f"Rolled back {name}. Reboot to run {current} again (partition {previous.number}).")
@@ -747,7 +760,7 @@ class Updater:
                                      UpdateState.ARTIFACT_ROLLBACK_ENTER: self._rollback_work(flow, rootfs)},
                       stop_before)
             if flow.stopped:
-                self._report(f"Stopped {name} in {flow.state.value}: run '{self.tool} resume' to go on.")
+                self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")
                 return ResumeResult(name, "stopped", False)
             if _waiting_for_commit(flow):
                 assert flow.pending is not None

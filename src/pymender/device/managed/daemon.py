@@ -89,7 +89,9 @@ class Daemon:
         self.api = ServerApi(config.server_url, ca_file=config.server_certificate, insecure=config.skip_verify,
                              allow_http=config.allow_plain_http_server, client_certificate=client_cert)
         self.updater = updater or Updater(config, report=self._line, source_options=source_options)
+        # Its lines go to the deployment's log on the server: what happened, not what to run next.
         self.updater._report = self._line
+        self.updater.hints = False
         self.auth: Authenticator | None = None
         self.deployments = dep.DeploymentsClient(self.api)
         self.records = Records(config.data_dir)

@@ -97,6 +97,21 @@ def test_new_system_that_does_not_stay_up_is_rolled_back_and_reported_with_its_l
     assert any("did not stay up" in message for message in messages)
 
 
+def test_the_deployment_log_says_what_happened_not_which_command_to_run(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    artifact, _ = release(tmp_path / "art", "release-2", seed=2)
+    deployment = server.add_deployment("release-2", artifact)
+    daemon, reboots = make_daemon()
+    daemon.start()
+    daemon.tick()
+    assert reboots.count == 1
+    assert daemon.record is not None
+    messages = [entry["message"] for entry in daemon.record.log]
+    assert any(message.startswith("Wrote release-2 to ") for message in messages), messages
+    assert not any("'pymender " in message or "run '" in message for message in messages), messages
+    assert statuses(server, deployment.id) == ["downloading", "installing", "rebooting"]
+
+
 def test_artifact_failing_a_check_is_reported_as_failure_with_the_reason(
         tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
     artifact, _ = release(tmp_path / "art", "release-2", seed=2, device_types=("raspberrypi4",))
