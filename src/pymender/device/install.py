@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymender.device.bootenv import BootEnv, open_bootenv
 from pymender.device.config import DeviceConfig, read_device_type
-from pymender.device.flow import Branch, Event, FinishFirst, Flow, Go, UpdateState
+from pymender.device.flow import Event, FinishFirst, Flow, Refuse, UpdateState
 from pymender.device.lock import DeviceLock
 from pymender.device.log import get_logger
 from pymender.device.partitions import Partition, PartitionSet, find_partitions
@@ -475,10 +475,14 @@ class Updater:
             return modules[0]
 
         work = self._module_work(flow, of, errors)
-        if flow.state is UpdateState.CLEANUP:
+        row = flow.row(event)
+        if flow.state is UpdateState.CLEANUP and UpdateState.CLEANUP not in stop_before \
+                and not isinstance(row, Refuse):
             # interrupted: run again, as Mender 5.x's resume does; its failure is recorded
-            if work[UpdateState.CLEANUP]() is Event.CLEANUP_FAILED and isinstance(flow.row(event), (Go, Branch)):
-                event = Event.CLEANUP_FAILED
+            if work[UpdateState.CLEANUP]() is Event.CLEANUP_FAILED:
+                if isinstance(row, FinishFirst):
+                    self._report(row.note.format(name=flow.name))
+                event, start = Event.CLEANUP_FAILED, False
         if start:
             flow.start(event, work, say=self._report)
         else:

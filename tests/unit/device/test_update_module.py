@@ -304,6 +304,23 @@ def test_resume_of_an_install_interrupted_inside_it_rolls_back_without_asking(ri
     assert rig.device.mender_update("show-artifact")[1] == "release-1\n"
 
 
+def test_a_cleanup_run_again_by_resume_that_fails_records_inconsistent(rig: Rig) -> None:
+    """Resumed in Cleanup (save_cleanup_state_), the module's Cleanup runs again; its failure
+    marks the update as CleanupState does. Stopped before Cleanup again, nothing runs."""
+    rig.behave({"answers": {ROLLBACK_Q: "Yes"}})
+    rig.device.mender_update("install", str(rig.artifact()))
+    rig.device.mender_update("commit", "--stop-before", "Cleanup")
+    assert [c["state"] for c in rig.calls()][-1] == COMMIT
+    assert rig.device.mender_update("resume", "--stop-before", "Cleanup")[0] == 0
+    assert rig.calls() == []
+    rig.behave({"fail": [CLEANUP]})
+    code, out, _ = rig.device.mender_update("resume")
+    assert [c["state"] for c in rig.calls()] == [CLEANUP]
+    assert code == 1 and out.splitlines()[-1] == "Cleanup failed."
+    assert rig.device.mender_update("show-artifact")[1] == "app-1_INCONSISTENT\n"
+    assert rig.device.store().pending() is None
+
+
 def test_a_failed_install_rolled_back_leaves_the_device_as_it_was(rig: Rig) -> None:
     rig.behave({"fail": [INSTALL], "answers": {ROLLBACK_Q: "Yes"}})
     code, out, _ = rig.device.mender_update("install", str(rig.artifact()))
