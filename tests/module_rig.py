@@ -40,7 +40,7 @@ class Rig:
         self.monkeypatch.setenv("RECORDER_BEHAVE", json.dumps(behaviour))
 
     def artifact(self, name: str = "app-1", *, payload_type: str = "rec", files: dict[str, bytes] | None = None,
-                 meta_data: dict[str, Any] | None = None) -> Path:
+                 meta_data: dict[str, Any] | None = None, scripts: list[Path] | None = None) -> Path:
         contents = {"payload.bin": PAYLOAD} if files is None else files
         paths = []
         for file_name, data in contents.items():
@@ -48,11 +48,23 @@ class Rig:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             paths.append(path)
-        spec = builders.module_image(builders.CommonOptions(name=name, device_types=["qemux86-64"]), payload_type,
-                                     paths, meta_data, builders.SoftwareOptions())
+        common = builders.CommonOptions(name=name, device_types=["qemux86-64"], scripts=scripts or [])
+        spec = builders.module_image(common, payload_type, paths, meta_data, builders.SoftwareOptions())
         out = self.tmp / f"{name}-{payload_type}.mender"
         write_artifact(spec, out, compression_name="none", signer=None, threads=1)
         return out
+
+    def recording_scripts(self, *names: str) -> list[Path]:
+        """State scripts (``ArtifactInstall_Error`` ...) that record their own name in the
+        module's log, so that the log holds the scripts and the module's calls in order."""
+        made = []
+        for name in names:
+            path = self.tmp / "scripts" / f"{name}_01_rec"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"#!/bin/sh\necho '{json.dumps({'state': name})}' >> '{self.log}'\n")
+            path.chmod(0o755)
+            made.append(path)
+        return made
 
     def calls(self) -> list[dict[str, Any]]:
         if not self.log.exists():

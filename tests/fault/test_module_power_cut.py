@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,11 @@ from helpers import REPO
 from module_rig import SHIPPED
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
+#: Seconds one pymender command may take. Generous: on a loaded machine a command (a Python
+#: start, a module or two) takes seconds, not the fraction of one it takes on an idle one.
+RUN_TIMEOUT = 300
+#: Seconds a module left behind by a killed pymender gets to be gone once killed.
+REAP_TIMEOUT = 60
 OLD, NEW, NEXT = b"old\n", b"new\n" * 300_000, b"next\n"
 
 INSTALL_STATES = ["ProvidePayloadFileSizes", "Download", "ArtifactInstall", "NeedsArtifactReboot",
@@ -68,17 +75,29 @@ exec "{real}" "$@"
         # output to a file, not a pipe: a module left blocked on a FIFO by a killed pymender
         # would hold a pipe open
         with open(self.sim.root / "output", "ab") as output:
+            output.write(f"$ pymender {' '.join(args)} (KILL_IN={kill_in!r}, kill at step {kill_at})\n".encode())
+            output.flush()
             done = subprocess.run([sys.executable, str(RUNNER), str(kill_at), str(self.sim.root / "steps"),
                                    "-c", str(self.sim.config_path), *args], stdout=output, stderr=output,
-                                  env=env, timeout=120)
+                                  env=env, timeout=RUN_TIMEOUT)
+            output.write(f"exit {done.returncode}\n".encode())
         self.reap()
         return done.returncode
+
+    def output(self) -> str:
+        """What every command so far printed, each after its command line: for failure messages."""
+        path = self.sim.root / "output"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def steps(self) -> int:
         return int((self.sim.root / "steps").read_text())
 
     def reap(self) -> None:
-        """End the modules a killed pymender left behind (blocked on a FIFO of this device)."""
+        """End the modules a killed pymender left behind (blocked on a FIFO of this device, or
+        the wrapper that killed it, on its way out), and wait until they are gone: on a loaded
+        machine a killed process can outlive the kill by a while, and none may overlap the next
+        command."""
+        killed = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -89,8 +108,14 @@ exec "{real}" "$@"
             if str(self.tree).encode() in cmdline:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                except (ProcessLookupError, PermissionError):  # gone, or the number reused
+                    continue
+                killed.append(pid)
+        deadline = time.monotonic() + REAP_TIMEOUT
+        while killed and time.monotonic() < deadline:
+            killed = [pid for pid in killed if _alive(pid)]
+            time.sleep(0.01)
+        assert not killed, f"processes {killed} of a killed pymender's modules did not end"
 
     def installed(self) -> str:
         return self.sim.cli("show-artifact")[1].strip()
@@ -128,6 +153,15 @@ exec "{real}" "$@"
         self.check_consistent()
 
 
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` still runs (a zombie has ended: only its parent's wait is left)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from pymender.cli.artifact import main
@@ -149,8 +183,10 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def device(tmp_path: Path, no_host_configuration: Path, artifacts: dict[str, Path]) -> Device:
-    return Device(tmp_path / "dev", no_host_configuration, artifacts)
+def device(tmp_path: Path, no_host_configuration: Path, artifacts: dict[str, Path]) -> Iterator[Device]:
+    device = Device(tmp_path / "dev", no_host_configuration, artifacts)
+    yield device
+    print(device.output())  # shown with a failure: every command, what it printed, its exit code
 
 
 @pytest.mark.parametrize("state", INSTALL_STATES)
@@ -179,7 +215,11 @@ def test_kill_in_each_state_of_rollback(device: Device, state: str) -> None:
     device.settle()
 
 
+# 69 kill points, each on a fresh device: about 260 pymender commands one after the other, 69 s
+# on an idle 2-CPU machine, 482 s with a load average of 9 from other jobs: too close to the
+# suite's 600 s limit per test.
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_kill_at_every_step_of_a_module_install_and_commit(device: Device) -> None:
     assert device.run("install", str(device.artifacts["app-1"])) == 0
     install_steps = device.steps()

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.interop
 EXAMPLES = Path("/usr/share/doc/mender-client/examples")
 IMPLEMENTATIONS = ["mender", "pymender"]
 
+#: Mender 5.x's line before the result of an install committed at once (actions.cpp).
+AUTO_COMMIT = "Update Module doesn't support rollback. Committing immediately.\n"
+
 
 @pytest.fixture(autouse=True)
 def upstream() -> str:
@@ -111,7 +114,7 @@ def test_script_and_deb_from_mender_artifact_same_end_state(
     subprocess.run([upstream, "write", "module-image", "-T", "script", "-n", "s-1", "-t", "qemux86-64",
                     "-o", str(out), "-f", str(script)], check=True, capture_output=True)
     installed = rig.device.mender_update("install", str(out))
-    assert installed[:2] == (0, "Installing artifact...\nInstalled and committed.\n")
+    assert installed[:2] == (0, "Installing artifact...\n" + AUTO_COMMIT + "Installed and committed.\n")
     assert trace.read_text() == "hello\n"
 
     bin_dir = tmp_path / "bin"

@@ -53,6 +53,8 @@ NO_ROLLBACK = "Update Module does not support rollback. System may be in an inco
 NOT_MODIFIED = "System not modified."
 ROLLED_BACK = "Rolled back."
 POST_COMMIT_FAILED = "One or more post-commit steps failed."
+CLEANUP_FAILED = "Cleanup failed."
+AUTO_COMMIT = "Update Module doesn't support rollback. Committing immediately."
 REBOOT = "At least one payload requested a reboot of the device it updated."
 
 DESCRIPTION = """\
@@ -251,17 +253,21 @@ def results(command: str, flow: Flow | None, error: PymenderError | None, reboot
     downloaded = empty or (S.DOWNLOAD, S.BEFORE_ARTIFACT_INSTALL_ENTER) in steps
     installed = empty or (S.ARTIFACT_INSTALL_ENTER, S.BEFORE_ARTIFACT_COMMIT_ENTER) in steps
     committed = empty or (S.ARTIFACT_COMMIT_ENTER, S.BEFORE_ARTIFACT_COMMIT_LEAVE) in steps
-    no_rollback = any(event is Event.NO_ROLLBACK for _, event, _ in trace)
+    events = {event for _, event, _ in trace}
+    no_rollback = Event.NO_ROLLBACK in events
+    cleanup_failed = Event.CLEANUP_FAILED in events
     rolled_back = not no_rollback and any(
         left is S.ARTIFACT_ROLLBACK_ENTER and entered is not S.ARTIFACT_ROLLBACK_ENTER for left, entered in steps)
     cleaned = (S.CLEANUP, S.IDLE) in steps
     nothing_to_do = isinstance(error, NothingToDoError)
     failed = error is not None and not nothing_to_do
     failed_in = flow.failed_in if flow is not None and flow.failure is not None else None
-    refused = failed and failed_in is None  # refused before the walk began: nothing changed
+    # refused before the walk began: nothing changed (an Update Module's failure on the way,
+    # raised once the walk is done, is in the walk's events)
+    refused = failed and failed_in is None and not events & {Event.ROLLBACK_FAILED, Event.CLEANUP_FAILED}
     out.post_commit_failed = committed and flow is not None and bool(flow.ignored) and not failed
-    rollback_failed = failed and failed_in is not None and flow is not None and flow.state in (
-        S.ARTIFACT_ROLLBACK_ENTER, S.ARTIFACT_FAILURE_ENTER) and not flow.stopped
+    rollback_failed = Event.ROLLBACK_FAILED in events or failed and failed_in is not None and flow is not None \
+        and flow.state in (S.ARTIFACT_ROLLBACK_ENTER, S.ARTIFACT_FAILURE_ENTER) and not flow.stopped
     not_modified = failed and (failed_in is S.DOWNLOAD or (refused and command == "install"))
 
     failure = ""
@@ -284,7 +290,9 @@ def results(command: str, flow: Flow | None, error: PymenderError | None, reboot
         done = NO_UPDATE
     elif cleaned and not (downloaded or rolled_back or failed):
         done = CLEANED_UP
-    operation = failure if failed else done
+    operation = failure if failed and not cleanup_failed else done
+    if Event.AUTO_COMMIT in events and installed and (committed or failed):
+        out.lines.append(AUTO_COMMIT)
     if operation:
         out.lines += operation.split("\n")
     if rollback_failed:
@@ -297,6 +305,8 @@ def results(command: str, flow: Flow | None, error: PymenderError | None, reboot
         out.lines.append(ROLLED_BACK)
     if out.post_commit_failed:
         out.lines.append(POST_COMMIT_FAILED)
+    if cleanup_failed:
+        out.lines.append(CLEANUP_FAILED)
     if reboot is not None:
         if reboot and installed and not failed and command in ("install", "resume"):
             out.reboot_required = True

@@ -38,10 +38,13 @@ The walks, as the table has them (scripts in brackets):
   at the previous partition (``upgrade_available=0``); [``ArtifactRollback_Leave``]
   ``Cleanup``; the update is forgotten. A reboot then runs the old system, if the device had
   already rebooted into the new one.
-- The failure path: ``ArtifactRollback_Enter`` (marked failed) as above, then
-  ``ArtifactFailure_Enter`` [``ArtifactFailure_Enter``, ``ArtifactFailure_Leave``], then
-  ``Cleanup`` and the update is forgotten. The scripts of the failure path never stop it:
-  their failures are only logged.
+- The failure path: ``RollbackQuery`` (nothing recorded: can the update be rolled back? a
+  rootfs-image always can; an Update Module is asked), then ``ArtifactRollback_Enter`` (marked
+  failed) as above, then ``ArtifactFailure_Enter`` [``ArtifactFailure_Enter``,
+  ``ArtifactFailure_Leave``], then ``Cleanup`` and the update is forgotten. The scripts of the
+  failure path never stop it: their failures are only logged. (What an Update Module adds, a
+  failure path without rollback and the ``_INCONSISTENT`` records, is in the rows after the
+  table.)
 - A pending update whose trial the bootloader has already ended (the device runs the previous
   partition and the bootloader boots it, with no trial open: the new system did not stay up,
   or was rebooted before its commit) is a *failed* update in every path: install first walks
@@ -129,6 +132,9 @@ class UpdateState(str, Enum):
     #: Committed in the bootloader; the ``ArtifactCommit_Leave`` scripts not run yet.
     BEFORE_ARTIFACT_COMMIT_LEAVE = "Before_ArtifactCommit_Leave"
     ARTIFACT_COMMIT_LEAVE = "ArtifactCommit_Leave"
+    #: A failure is to be rolled back: the payload's handler says whether it can (nothing
+    #: stored: the update stays recorded in the state that failed; Mender's RollbackQuery).
+    ROLLBACK_QUERY = "RollbackQuery"
     ARTIFACT_ROLLBACK_ENTER = "ArtifactRollback_Enter"
     ARTIFACT_FAILURE_ENTER = "ArtifactFailure_Enter"
     #: Done (committed, or rolled back): only the store's final record is left to write.
@@ -164,9 +170,18 @@ class Event(str, Enum):
     # --- Update Modules (see the block of rows after TABLE)
     #: Installed by an Update Module that answered ``SupportsRollback: No``: it commits at once.
     AUTO_COMMIT = "auto commit"
-    #: In ArtifactRollback_Enter: the Update Module cannot roll back (``SupportsRollback: No``),
-    #: or its ArtifactRollback failed; the failure path goes on, the update not rolled back.
+    #: In RollbackQuery (or a user's rollback of a failed update): the Update Module cannot roll
+    #: back (``SupportsRollback: No``); the failure path goes on without the rollback's states.
     NO_ROLLBACK = "no rollback"
+    #: In ArtifactRollback_Enter: the Update Module's ArtifactRollback succeeded; ArtifactFailure
+    #: follows, after a user's rollback too.
+    ROLLED_BACK = "rolled back"
+    #: The Update Module failed on the failure path (the query in RollbackQuery, ArtifactRollback,
+    #: ArtifactFailure): the update is not rolled back and is recorded with _INCONSISTENT.
+    ROLLBACK_FAILED = "rollback failed"
+    #: The Update Module's Cleanup failed: a committed update is recorded with _INCONSISTENT, a
+    #: rolled back one forgotten as usual.
+    CLEANUP_FAILED = "cleanup failed"
     # --- the daemon (see the block of rows after TABLE)
     #: Request of the daemon, in Before_ArtifactCommit_Enter: the module needs a reboot.
     REBOOT = "reboot"
@@ -190,6 +205,8 @@ class Persist(Enum):
     STATE_FAILED = "the new state, marked failed"
     #: The new state, and that the update was rolled back.
     STATE_ROLLED_BACK = "the new state, marked rolled back"
+    #: The new state, and that the update failed and was not rolled back.
+    STATE_NOT_ROLLED_BACK = "the new state, marked failed and not rolled back"
     #: The new state of a committed update; marked failed when a script whose failure is
     #: ignored failed in this walk (so that :data:`COMMIT` says ``_INCONSISTENT`` even when the
     #: walk stops before it and is resumed).
@@ -197,6 +214,8 @@ class Persist(Enum):
     #: The update made current (provides applied; ``_INCONSISTENT`` when a script whose failure
     #: is ignored failed on the way) and forgotten, in one write.
     COMMIT = "make it current and forget it"
+    #: The update made current with ``_INCONSISTENT`` and forgotten, in one write.
+    COMMIT_INCONSISTENT = "make it current as inconsistent and forget it"
     #: An update that needs no commit (empty payload) made current at once.
     RECORD = "make it current at once"
     #: The pending update forgotten; the installed Artifact stays.
@@ -262,10 +281,16 @@ def _rollback(persist: Persist, *leave: str) -> Go:
     return Go(S.ARTIFACT_ROLLBACK_ENTER, persist, _scripts(*leave), _scripts("ArtifactRollback_Enter"))
 
 
+def _query_rollback(*leave: str) -> Go:
+    """After a failure: ask whether the update can be rolled back, before anything of the
+    rollback runs or is recorded (Mender's RollbackQuery)."""
+    return Go(S.ROLLBACK_QUERY, Persist.NOTHING, _scripts(*leave))
+
+
 #: The states in which a walk stops: nothing in progress, or waiting for the user's commit.
 RESTING = frozenset({S.IDLE, S.BEFORE_ARTIFACT_COMMIT_ENTER})
 #: The states the store records (a pending update exists in each of them).
-STORED = frozenset(set(S) - {S.IDLE, S.DOWNLOAD})
+STORED = frozenset(set(S) - {S.IDLE, S.DOWNLOAD, S.ROLLBACK_QUERY})
 #: Mender 5.x's ``--stop-before`` names and the state a walk asked to stop there rests in:
 #: recorded, with nothing of the named state run yet (``resume`` goes on from there).
 STOP_POINTS: dict[str, UpdateState] = {
@@ -322,7 +347,7 @@ TABLE: dict[tuple[UpdateState, Event], Row] = {
     (S.BEFORE_ARTIFACT_INSTALL_ENTER, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
     (S.ARTIFACT_INSTALL_ENTER, E.DONE): Go(S.BEFORE_ARTIFACT_COMMIT_ENTER, Persist.STATE,
                                            _scripts("ArtifactInstall_Leave")),
-    (S.ARTIFACT_INSTALL_ENTER, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactInstall_Error"),
+    (S.ARTIFACT_INSTALL_ENTER, E.FAILED): _query_rollback("ArtifactInstall_Error"),
     (S.ARTIFACT_INSTALL_ENTER, E.INSTALL): _UNDO_INSTALL,
     (S.ARTIFACT_INSTALL_ENTER, E.COMMIT): _INSTALL_INTERRUPTED_COMMIT,
     (S.ARTIFACT_INSTALL_ENTER, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
@@ -338,7 +363,7 @@ TABLE: dict[tuple[UpdateState, Event], Row] = {
     # --- commit
     (S.ARTIFACT_COMMIT_ENTER, E.COMMIT): _COMMITTING,  # again, after an interrupted commit
     (S.ARTIFACT_COMMIT_ENTER, E.DONE): Go(S.BEFORE_ARTIFACT_COMMIT_LEAVE, Persist.STATE),
-    (S.ARTIFACT_COMMIT_ENTER, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactCommit_Error"),
+    (S.ARTIFACT_COMMIT_ENTER, E.FAILED): _query_rollback("ArtifactCommit_Error"),
     (S.ARTIFACT_COMMIT_ENTER, E.TRIAL_ENDED): _rollback(Persist.STATE_FAILED, "ArtifactCommit_Error"),
     (S.ARTIFACT_COMMIT_ENTER, E.INSTALL): _COMMIT_INTERRUPTED,
     (S.ARTIFACT_COMMIT_ENTER, E.ROLLBACK): _ROLLING_BACK,
@@ -354,6 +379,7 @@ TABLE: dict[tuple[UpdateState, Event], Row] = {
     (S.ARTIFACT_COMMIT_LEAVE, E.INSTALL): _COMMIT_INTERRUPTED,
     (S.ARTIFACT_COMMIT_LEAVE, E.ROLLBACK): _ROLLING_BACK,
     # --- rollback, and the failure path
+    (S.ROLLBACK_QUERY, E.DONE): _rollback(Persist.STATE_FAILED),  # it can: rolled back
     (S.ARTIFACT_ROLLBACK_ENTER, E.ROLLBACK): _ROLLING_BACK,  # again, after a crash
     (S.ARTIFACT_ROLLBACK_ENTER, E.RESUME): _ROLLING_BACK,
     (S.ARTIFACT_ROLLBACK_ENTER, E.DONE): Branch(
@@ -375,18 +401,31 @@ TABLE: dict[tuple[UpdateState, Event], Row] = {
 }
 
 # --- Update Modules (Mender's standalone flow for a module, src/mender-update/standalone/) -----
-# The rows above serve Update Modules as they are. These add what a module can answer: the
-# queries after ArtifactInstall (NeedsArtifactReboot, SupportsRollback), made in
-# Before_ArtifactCommit_Enter, either leave the update waiting (rollback supported), commit it
-# at once (AUTO_COMMIT: no rollback support) or fail (the failure path); and a module without
-# rollback support goes from ArtifactRollback_Enter straight to the failure path, the update
-# then recorded with _INCONSISTENT as Mender does.
+# The rows above serve Update Modules as they are. These add what a module can answer or fail:
+# - the queries after ArtifactInstall (NeedsArtifactReboot, SupportsRollback), made in
+#   Before_ArtifactCommit_Enter, leave the update waiting (rollback supported), commit it at
+#   once (AUTO_COMMIT: no rollback support) or fail (the failure path);
+# - in RollbackQuery (after a failure) a module that cannot roll back goes straight to the
+#   failure path: no ArtifactRollback state, no ArtifactRollback scripts (NO_ROLLBACK);
+# - ArtifactRollback is followed by ArtifactFailure, after a user's rollback too (ROLLED_BACK);
+# - a module failing on the failure path (the query, ArtifactRollback, ArtifactFailure) leaves
+#   the update not rolled back, recorded with _INCONSISTENT (ROLLBACK_FAILED); a failing
+#   Cleanup records a committed update with _INCONSISTENT (CLEANUP_FAILED).
+_NOT_ROLLED_BACK = Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_NOT_ROLLED_BACK, (), _scripts("ArtifactFailure_Enter"))
 TABLE.update({
     (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.AUTO_COMMIT): _COMMITTING,
-    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.FAILED): _rollback(Persist.STATE_FAILED),
-    (S.ARTIFACT_ROLLBACK_ENTER, E.NO_ROLLBACK): Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_FAILED,
-                                                   _scripts("ArtifactRollback_Leave"),
-                                                   _scripts("ArtifactFailure_Enter")),
+    (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.FAILED): _query_rollback(),
+    (S.ROLLBACK_QUERY, E.NO_ROLLBACK): _NOT_ROLLED_BACK,
+    (S.ROLLBACK_QUERY, E.ROLLBACK_FAILED): _NOT_ROLLED_BACK,
+    (S.ARTIFACT_ROLLBACK_ENTER, E.NO_ROLLBACK): _NOT_ROLLED_BACK,  # a user's, of a failed update
+    (S.ARTIFACT_ROLLBACK_ENTER, E.ROLLED_BACK): _TO_FAILURE,
+    (S.ARTIFACT_ROLLBACK_ENTER, E.ROLLBACK_FAILED): Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_NOT_ROLLED_BACK,
+                                                       _scripts("ArtifactRollback_Leave"),
+                                                       _scripts("ArtifactFailure_Enter")),
+    (S.ARTIFACT_FAILURE_ENTER, E.ROLLBACK_FAILED): Go(S.CLEANUP, Persist.STATE_NOT_ROLLED_BACK,
+                                                      _scripts("ArtifactFailure_Leave")),
+    (S.CLEANUP, E.CLEANUP_FAILED): Branch("rolled_back", yes=Go(S.IDLE, Persist.FORGET),
+                                          no=Go(S.IDLE, Persist.COMMIT_INCONSISTENT)),
 })
 
 # --- The daemon's reboots (Mender's daemon, src/mender-update/daemon/) -------------------------
@@ -418,14 +457,14 @@ TABLE.update({
                                                    _scripts("ArtifactReboot_Enter")),
     (S.ARTIFACT_REBOOT, E.DONE): _VERIFY_REBOOT,
     (S.ARTIFACT_REBOOT, E.RESUME): _VERIFY_REBOOT,  # after the boot, as Mender's daemon
-    (S.ARTIFACT_REBOOT, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactReboot_Error"),
+    (S.ARTIFACT_REBOOT, E.FAILED): _query_rollback("ArtifactReboot_Error"),
     (S.ARTIFACT_REBOOT, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
     (S.ARTIFACT_REBOOT, E.INSTALL): _REBOOTING,
     (S.ARTIFACT_REBOOT, E.COMMIT): _REBOOTING,
     (S.ARTIFACT_VERIFY_REBOOT, E.DONE): Go(S.ARTIFACT_COMMIT_ENTER, Persist.STATE, _scripts("ArtifactReboot_Leave"),
                                            _scripts("ArtifactCommit_Enter")),
     (S.ARTIFACT_VERIFY_REBOOT, E.RESUME): _VERIFY_REBOOT,  # verified again
-    (S.ARTIFACT_VERIFY_REBOOT, E.FAILED): _rollback(Persist.STATE_FAILED, "ArtifactReboot_Error"),
+    (S.ARTIFACT_VERIFY_REBOOT, E.FAILED): _query_rollback("ArtifactReboot_Error"),
     (S.ARTIFACT_VERIFY_REBOOT, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
     (S.ARTIFACT_VERIFY_REBOOT, E.INSTALL): _REBOOTING,
     (S.ARTIFACT_VERIFY_REBOOT, E.COMMIT): _REBOOTING,
@@ -621,10 +660,14 @@ class Flow:
             self.pending = store.update_pending(state=row.to.value, failed=True)
         elif kind is Persist.STATE_ROLLED_BACK:
             self.pending = store.update_pending(state=row.to.value, rolled_back=True)
+        elif kind is Persist.STATE_NOT_ROLLED_BACK:
+            self.pending = store.update_pending(state=row.to.value, failed=True, rolled_back=False)
         elif kind is Persist.STATE_COMMITTED:
             self.pending = store.update_pending(state=row.to.value, failed=bool(self.ignored) or pending.failed)
         elif kind is Persist.COMMIT:
             store.commit_pending(inconsistent=bool(self.ignored) or pending.failed)
+        elif kind is Persist.COMMIT_INCONSISTENT:
+            store.commit_pending(inconsistent=True)
         elif kind is Persist.RECORD:
             store.set_current(apply_update(store.current(), pending))
         elif kind is Persist.FORGET:

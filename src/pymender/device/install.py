@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymender.device.bootenv import BootEnv, open_bootenv
 from pymender.device.config import DeviceConfig, read_device_type
-from pymender.device.flow import Event, FinishFirst, Flow, UpdateState
+from pymender.device.flow import Event, FinishFirst, Flow, Refuse, UpdateState
 from pymender.device.lock import DeviceLock
 from pymender.device.log import get_logger
 from pymender.device.partitions import Partition, PartitionSet, find_partitions
@@ -346,6 +346,7 @@ class Updater:
                     UpdateState.DOWNLOAD: download_step,
                     UpdateState.ARTIFACT_INSTALL_ENTER: either(lambda: self._switch(flow, rootfs),
                                                                UpdateState.ARTIFACT_INSTALL_ENTER),
+                    UpdateState.ROLLBACK_QUERY: either(nothing, UpdateState.ROLLBACK_QUERY),
                     UpdateState.ARTIFACT_ROLLBACK_ENTER: either(self._rollback_work(flow, rootfs),
                                                                 UpdateState.ARTIFACT_ROLLBACK_ENTER),
                     UpdateState.ARTIFACT_FAILURE_ENTER: either(nothing, UpdateState.ARTIFACT_FAILURE_ENTER),
@@ -393,13 +394,12 @@ class Updater:
         return UpdateModule(find_module(pending.payload_type, self.config.module_dirs), self.config.module_tree,
                             timeout=self.config.module_timeout_seconds, payload_type=pending.payload_type)
 
-    def _module_work(self, flow: Flow, module: Callable[[], UpdateModule], errors: list[UpdateModuleError],
-                     *, supports_rollback: bool | None = None) -> dict[UpdateState, Work]:
+    def _module_work(self, flow: Flow, module: Callable[[], UpdateModule],
+                     errors: list[UpdateModuleError]) -> dict[UpdateState, Work]:
         """The module's calls in each state, as Mender 5.x makes them in standalone mode
         (src/mender-update/standalone/states.cpp). On the failure path a module's failure does
-        not stop the walk: it is logged, kept in ``errors`` (raised once the walk is done) and,
-        in ArtifactRollback, leaves the update not rolled back (recorded _INCONSISTENT).
-        ``supports_rollback``: the module's answer, when the caller already asked it."""
+        not stop the walk: it is logged, kept in ``errors`` (raised once the walk is done) and
+        ends the state with the table's event for it (the update then recorded _INCONSISTENT)."""
 
         def install() -> None:
             module().call("ArtifactInstall")
@@ -407,39 +407,45 @@ class Updater:
         def commit() -> None:
             module().call("ArtifactCommit")
 
-        def rollback() -> Event | None:
+        def failed(err: UpdateModuleError, event: Event) -> Event:
+            log.error("%s", err.one_line())
+            errors.append(err)
+            return event
+
+        def query() -> Event | None:
             try:
-                supports = supports_rollback if supports_rollback is not None \
-                    else module().query("SupportsRollback") == "Yes"
-                if not supports:
-                    log.warning("the %s Update Module does not support rollback", module().payload_type)
-                    return Event.NO_ROLLBACK
+                if module().query("SupportsRollback") == "Yes":
+                    return None
+            except UpdateModuleError as err:
+                return failed(err, Event.ROLLBACK_FAILED)
+            log.warning("the %s Update Module does not support rollback", module().payload_type)
+            return Event.NO_ROLLBACK
+
+        def rollback() -> Event:
+            # not asked again: a resumed rollback calls ArtifactRollback at once, as Mender's does
+            try:
                 module().call("ArtifactRollback")
             except UpdateModuleError as err:
-                log.error("%s", err.one_line())
-                errors.append(err)
-                return Event.NO_ROLLBACK
-            if flow.pending is not None and not flow.pending.failed:
-                failure()  # Mender's ArtifactFailure follows every rollback
-            return None
+                return failed(err, Event.ROLLBACK_FAILED)
+            return Event.ROLLED_BACK
 
-        def failure() -> None:
+        def failure() -> Event | None:
             try:
                 module().call("ArtifactFailure")
             except UpdateModuleError as err:
-                log.error("%s", err.one_line())
-                errors.append(err)
+                return failed(err, Event.ROLLBACK_FAILED)
+            return None
 
-        def cleanup() -> None:
+        def cleanup() -> Event | None:
             try:
                 module().call("Cleanup")
             except UpdateModuleError as err:
-                log.error("%s", err.one_line())
-                errors.append(err)
+                return failed(err, Event.CLEANUP_FAILED)
+            return None
 
         return {UpdateState.ARTIFACT_INSTALL_ENTER: install, UpdateState.ARTIFACT_COMMIT_ENTER: commit,
-                UpdateState.ARTIFACT_ROLLBACK_ENTER: rollback, UpdateState.ARTIFACT_FAILURE_ENTER: failure,
-                UpdateState.CLEANUP: cleanup}
+                UpdateState.ROLLBACK_QUERY: query, UpdateState.ARTIFACT_ROLLBACK_ENTER: rollback,
+                UpdateState.ARTIFACT_FAILURE_ENTER: failure, UpdateState.CLEANUP: cleanup}
 
     def _after_module_install(self, flow: Flow, module: UpdateModule, work: Mapping[UpdateState, Work],
                               stop_before: Collection[UpdateState]) -> None:
@@ -460,8 +466,7 @@ class Updater:
         return flow.pending is not None and is_module(flow.pending.payload_type)
 
     def _module_walk(self, flow: Flow, module: UpdateModule | None, event: Event,
-                     stop_before: Collection[UpdateState], *, supports_rollback: bool | None = None,
-                     start: bool = False) -> None:
+                     stop_before: Collection[UpdateState], *, start: bool = False) -> None:
         """Walk a recorded module update with ``event`` (``start``: the table's way to make room
         for it), the module's calls as work; a module's failure on the failure path is raised
         once the update rests."""
@@ -473,9 +478,15 @@ class Updater:
                 modules.append(self._module_of(flow.pending))
             return modules[0]
 
-        work = self._module_work(flow, of, errors, supports_rollback=supports_rollback)
-        if flow.state is UpdateState.CLEANUP:
-            work[UpdateState.CLEANUP]()  # interrupted: run again, as Mender 5.x's resume does
+        work = self._module_work(flow, of, errors)
+        row = flow.row(event)
+        if flow.state is UpdateState.CLEANUP and UpdateState.CLEANUP not in stop_before \
+                and not isinstance(row, Refuse):
+            # interrupted: run again, as Mender 5.x's resume does; its failure is recorded
+            if work[UpdateState.CLEANUP]() is Event.CLEANUP_FAILED:
+                if isinstance(row, FinishFirst):
+                    self._report(row.note.format(name=flow.name))
+                event, start = Event.CLEANUP_FAILED, False
         if start:
             flow.start(event, work, say=self._report)
         else:
@@ -504,14 +515,18 @@ class Updater:
         (as Mender 5.x), unless the update already failed (its failure path is finished)."""
         name = flow.name
         module = self._module_of(flow.pending)
-        supports: bool | None = None
+        event = Event.ROLLBACK
         if flow.state is not UpdateState.ARTIFACT_FAILURE_ENTER and flow.state is not UpdateState.CLEANUP:
-            supports = module.query("SupportsRollback") == "Yes"
-            if not supports and flow.pending is not None and not flow.pending.failed:
-                raise UpdateModuleError(f"the {module.payload_type} Update Module does not support rollback, so "
-                                        f"{name} cannot be rolled back", hint=f"run '{self.tool} commit' instead")
+            # Mender's rollback asks first (RollbackQuery)
+            if module.query("SupportsRollback") != "Yes":
+                if flow.pending is None or not flow.pending.failed:
+                    raise UpdateModuleError(
+                        f"the {module.payload_type} Update Module does not support rollback, so {name} cannot be "
+                        "rolled back", hint=f"run '{self.tool} commit' instead")
+                if flow.state is UpdateState.ARTIFACT_ROLLBACK_ENTER:
+                    event = Event.NO_ROLLBACK  # failed already: on to ArtifactFailure
         self._report(f"Rolling back Artifact {name}...")
-        self._module_walk(flow, module, Event.ROLLBACK, stop_before, supports_rollback=supports)
+        self._module_walk(flow, module, event, stop_before)
         current = self.store.current().artifact_name
         if flow.stopped:
             self._say(f"Stopped {name} in {flow.state.value}", f"run '{self.tool} resume' to go on.")

@@ -51,9 +51,9 @@ def transitions() -> list[tuple[UpdateState, Event, Go]]:
 
 def test_every_state_answers_every_request() -> None:
     """Install, commit, rollback and resume are accepted, refused with words, or finish
-    something first, in every state a front end can find (not in Download, which only the walk
-    itself is in)."""
-    for state in set(S) - {S.DOWNLOAD}:
+    something first, in every state a front end can find (not in Download and RollbackQuery,
+    which only the walk itself is in)."""
+    for state in set(S) - {S.DOWNLOAD, S.ROLLBACK_QUERY}:
         for request in REQUESTS:
             assert (state, request) in TABLE, f"{state.value} does not answer {request.value}"
 
@@ -144,13 +144,14 @@ def test_no_transition_skips_persisting() -> None:
         where = f"{state.value} on {event.value} to {row.to.value}"
         if row.to in STORED:
             wanted = {Persist.BEGIN} if state is S.DOWNLOAD else {
-                Persist.STATE, Persist.STATE_FAILED, Persist.STATE_ROLLED_BACK, Persist.STATE_COMMITTED}
-        elif row.to is S.DOWNLOAD:
+                Persist.STATE, Persist.STATE_FAILED, Persist.STATE_ROLLED_BACK, Persist.STATE_NOT_ROLLED_BACK,
+                Persist.STATE_COMMITTED}
+        elif row.to in (S.DOWNLOAD, S.ROLLBACK_QUERY):
             wanted = {Persist.NOTHING}
         elif state is S.DOWNLOAD:
             wanted = {Persist.NOTHING, Persist.RECORD}
         else:
-            wanted = {Persist.COMMIT, Persist.FORGET}
+            wanted = {Persist.COMMIT, Persist.COMMIT_INCONSISTENT, Persist.FORGET}
         assert row.persist in wanted, where
         assert (row.persist is Persist.BEGIN) == (state is S.DOWNLOAD and row.to in STORED), where
 
@@ -161,11 +162,41 @@ def test_failures_go_the_failure_path_and_the_failure_path_never_fails_over() ->
     for state in (S.DOWNLOAD, S.ARTIFACT_INSTALL_ENTER, S.ARTIFACT_COMMIT_ENTER):
         row = TABLE[state, E.FAILED]
         assert isinstance(row, Go) and all(script.action == "Error" for script in row.leave), state
-    failed_into_rollback = [row for (_, event), row in TABLE.items() if event is E.FAILED and isinstance(row, Go)
-                            and row.to is S.ARTIFACT_ROLLBACK_ENTER]
-    assert failed_into_rollback and all(row.persist is Persist.STATE_FAILED for row in failed_into_rollback)
-    for state in (S.ARTIFACT_ROLLBACK_ENTER, S.ARTIFACT_FAILURE_ENTER):
+    # a failure asks first whether it can be rolled back (nothing recorded yet), as Mender's
+    # RollbackQuery; the rollback that follows records the failure
+    failed = {state: row for (state, event), row in TABLE.items() if event is E.FAILED and state is not S.DOWNLOAD}
+    # the daemon's failed verification of a rollback's reboot reboots again, as Mender's daemon
+    again = failed.pop(S.ARTIFACT_VERIFY_ROLLBACK_REBOOT)
+    assert isinstance(again, Go) and again.to is S.ARTIFACT_ROLLBACK_REBOOT
+    assert set(failed) == {S.ARTIFACT_INSTALL_ENTER, S.ARTIFACT_COMMIT_ENTER, S.BEFORE_ARTIFACT_COMMIT_ENTER,
+                           S.ARTIFACT_REBOOT, S.ARTIFACT_VERIFY_REBOOT}
+    assert all(isinstance(row, Go) and row.to is S.ROLLBACK_QUERY and row.persist is Persist.NOTHING
+               for row in failed.values())
+    assert TABLE[S.ROLLBACK_QUERY, E.DONE] == Go(S.ARTIFACT_ROLLBACK_ENTER, Persist.STATE_FAILED, (),
+                                                 (Script("ArtifactRollback", "Enter"),))
+    for state in (S.ROLLBACK_QUERY, S.ARTIFACT_ROLLBACK_ENTER, S.ARTIFACT_FAILURE_ENTER):
         assert (state, E.FAILED) not in TABLE
+
+
+def test_an_update_module_that_cannot_roll_back_or_fails_on_the_way_is_recorded_not_rolled_back() -> None:
+    """Mender's RollbackQuery without rollback support goes to ArtifactFailure with no
+    ArtifactRollback state or script; a module failing in the query, ArtifactRollback or
+    ArtifactFailure leaves the update not rolled back (``_INCONSISTENT``); a failing Cleanup
+    records a committed update ``_INCONSISTENT`` and forgets a rolled back one."""
+    into_failure = Go(S.ARTIFACT_FAILURE_ENTER, Persist.STATE_NOT_ROLLED_BACK, (),
+                      (Script("ArtifactFailure", "Enter"),))
+    assert TABLE[S.ROLLBACK_QUERY, E.NO_ROLLBACK] == TABLE[S.ROLLBACK_QUERY, E.ROLLBACK_FAILED] == into_failure
+    assert TABLE[S.ARTIFACT_ROLLBACK_ENTER, E.NO_ROLLBACK] == into_failure
+    failed = TABLE[S.ARTIFACT_ROLLBACK_ENTER, E.ROLLBACK_FAILED]
+    assert isinstance(failed, Go) and failed.persist is Persist.STATE_NOT_ROLLED_BACK
+    assert failed.leave == (Script("ArtifactRollback", "Leave"),) and failed.to is S.ARTIFACT_FAILURE_ENTER
+    rolled_back = TABLE[S.ARTIFACT_ROLLBACK_ENTER, E.ROLLED_BACK]  # ArtifactFailure after every rollback
+    assert isinstance(rolled_back, Go) and rolled_back.to is S.ARTIFACT_FAILURE_ENTER
+    assert rolled_back.persist is Persist.STATE_ROLLED_BACK
+    failure = TABLE[S.ARTIFACT_FAILURE_ENTER, E.ROLLBACK_FAILED]
+    assert isinstance(failure, Go) and (failure.to, failure.persist) == (S.CLEANUP, Persist.STATE_NOT_ROLLED_BACK)
+    cleanup = TABLE[S.CLEANUP, E.CLEANUP_FAILED]
+    assert cleanup == Branch("rolled_back", yes=Go(S.IDLE, Persist.FORGET), no=Go(S.IDLE, Persist.COMMIT_INCONSISTENT))
 
 
 def test_a_failed_rollback_runs_the_failure_scripts_a_requested_one_does_not() -> None:
@@ -226,7 +257,7 @@ def test_the_daemons_reboots_go_on_after_the_boot_as_menders_daemon() -> None:
             row = TABLE[state, event]
             assert isinstance(row, Go) and row.to is verify and row.enter == (), (state, event)
     failed = TABLE[S.ARTIFACT_VERIFY_REBOOT, E.FAILED]
-    assert isinstance(failed, Go) and failed.to is S.ARTIFACT_ROLLBACK_ENTER and failed.persist is Persist.STATE_FAILED
+    assert isinstance(failed, Go) and failed.to is S.ROLLBACK_QUERY and failed.persist is Persist.NOTHING
     assert failed.leave == (Script("ArtifactReboot", "Error"),)
     again = TABLE[S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.FAILED]
     assert isinstance(again, Go) and again.to is S.ARTIFACT_ROLLBACK_REBOOT

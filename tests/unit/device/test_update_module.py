@@ -9,9 +9,12 @@ calls is compared with :data:`MENDER`, a table written from Mender 5.x's client 
 - ``src/mender-update/standalone/states.cpp``: the module calls in each state
   (``DoDownloadState``: ProvidePayloadFileSizes then Download or DownloadWithFileSizes;
   ``RebootAndRollbackQueryState``: NeedsArtifactReboot then SupportsRollback, auto-commit when
-  rollback is not supported; ``RollbackQueryState``: SupportsRollback before ArtifactRollback;
-  every rollback followed by ArtifactFailure; ``CleanupState``: Cleanup, the Artifact recorded
-  with ``_INCONSISTENT`` when it failed without a rollback);
+  rollback is not supported; ``RollbackQueryState``: SupportsRollback before ArtifactRollback,
+  straight to ArtifactFailure without rollback support; every rollback followed by
+  ArtifactFailure; a module failing in the query, ArtifactRollback or ArtifactFailure:
+  ``RollbackFailed``, so ``SaveState`` records the update not rolled back; ``CleanupState``:
+  Cleanup, the Artifact recorded with ``_INCONSISTENT`` when it failed without a rollback or
+  when Cleanup itself failed);
 - ``src/mender-update/update_module/v3/platform/c++17/fs_operations.cpp``: the file tree;
 - ``src/mender-update/update_module/v3/update_module_download.cpp``: the stream-next protocol
   and the ``files/`` fallback;
@@ -70,10 +73,25 @@ MENDER: dict[str, tuple[dict[str, Any], list[str], tuple[str, list[str]] | None,
     "fail ArtifactRollback": ({"fail": [INSTALL, ROLLBACK], "answers": {ROLLBACK_Q: "Yes"}},
                               [PPFS, DL, INSTALL, ROLLBACK_Q, ROLLBACK, FAILURE, CLEANUP], None,
                               "app-1_INCONSISTENT"),
+    "fail SupportsRollback after a failure": ({"fail": [INSTALL, ROLLBACK_Q]},
+                                              [PPFS, DL, INSTALL, ROLLBACK_Q, FAILURE, CLEANUP], None,
+                                              "app-1_INCONSISTENT"),
+    # ArtifactFailure failing: RollbackFailed, recorded not rolled back, however the rollback went
     "fail ArtifactFailure": ({"fail": [INSTALL, FAILURE], "answers": {ROLLBACK_Q: "Yes"}},
-                             [PPFS, DL, INSTALL, ROLLBACK_Q, ROLLBACK, FAILURE, CLEANUP], None, "release-1"),
+                             [PPFS, DL, INSTALL, ROLLBACK_Q, ROLLBACK, FAILURE, CLEANUP], None, "app-1_INCONSISTENT"),
+    "fail ArtifactFailure in a user's rollback": ({"fail": [FAILURE], "answers": {ROLLBACK_Q: "Yes"}},
+                                                  [PPFS, DL, INSTALL, REBOOT, ROLLBACK_Q],
+                                                  ("rollback", [ROLLBACK_Q, ROLLBACK, FAILURE, CLEANUP]),
+                                                  "app-1_INCONSISTENT"),
+    # Cleanup failing: a committed update is recorded _INCONSISTENT, a rolled back one forgotten
     "fail Cleanup": ({"fail": [CLEANUP]}, [PPFS, DL, INSTALL, REBOOT, ROLLBACK_Q, COMMIT, CLEANUP], None,
-                     "app-1"),
+                     "app-1_INCONSISTENT"),
+    "fail Cleanup after a commit": ({"fail": [CLEANUP], "answers": {ROLLBACK_Q: "Yes"}},
+                                    [PPFS, DL, INSTALL, REBOOT, ROLLBACK_Q], ("commit", [COMMIT, CLEANUP]),
+                                    "app-1_INCONSISTENT"),
+    "fail Cleanup after a rollback": ({"fail": [INSTALL, CLEANUP], "answers": {ROLLBACK_Q: "Yes"}},
+                                      [PPFS, DL, INSTALL, ROLLBACK_Q, ROLLBACK, FAILURE, CLEANUP], None,
+                                      "release-1"),
 }
 
 
@@ -191,7 +209,8 @@ def test_no_reboot_means_exit_0_and_no_reboot_line(rig: Rig) -> None:
 
 def test_auto_commit_result_lines(rig: Rig) -> None:
     code, out, _ = rig.device.mender_update("install", str(rig.artifact()))
-    assert (code, out) == (0, "Installing artifact...\nInstalled and committed.\n")
+    assert (code, out) == (0, "Installing artifact...\nUpdate Module doesn't support rollback. Committing "
+                              "immediately.\nInstalled and committed.\n")
     assert rig.device.mender_update("show-provides")[1].splitlines() == [
         "artifact_name=app-1", "rootfs-image.rec.version=app-1"]
 
@@ -203,6 +222,103 @@ def test_a_failure_without_rollback_says_so_and_records_inconsistent(rig: Rig) -
     assert out.splitlines() == ["Installing artifact...", "Installation failed.",
                                 "Update Module does not support rollback. System may be in an inconsistent state."]
     assert "failed in ArtifactInstall (exit code 1)" in err
+
+
+#: The Artifact's state scripts the scenarios below record (each writes its name to the log).
+SCRIPTS = [f"{state}_{action}" for state in ("ArtifactInstall", "ArtifactCommit", "ArtifactRollback", "ArtifactFailure")
+           for action in ("Enter", "Leave", "Error")]
+
+
+@pytest.mark.parametrize(("behaviour", "command", "expected"), [
+    # standalone.cpp: ArtifactInstall_Error, then RollbackQuery; without rollback support
+    # (NothingToDo) on to save_artifact_failure: no ArtifactRollback state, no scripts of it
+    ({"fail": [INSTALL]}, None,
+     ["ArtifactInstall_Enter", INSTALL, "ArtifactInstall_Error", ROLLBACK_Q,
+      "ArtifactFailure_Enter", FAILURE, "ArtifactFailure_Leave", CLEANUP]),
+    ({"fail": [INSTALL], "answers": {ROLLBACK_Q: "Yes"}}, None,
+     ["ArtifactInstall_Enter", INSTALL, "ArtifactInstall_Error", ROLLBACK_Q,
+      "ArtifactRollback_Enter", ROLLBACK, "ArtifactRollback_Leave",
+      "ArtifactFailure_Enter", FAILURE, "ArtifactFailure_Leave", CLEANUP]),
+    # ArtifactRollback failing: its Leave scripts still run (Failure -> artifact_rollback_leave)
+    ({"fail": [INSTALL, ROLLBACK], "answers": {ROLLBACK_Q: "Yes"}}, None,
+     ["ArtifactInstall_Enter", INSTALL, "ArtifactInstall_Error", ROLLBACK_Q,
+      "ArtifactRollback_Enter", ROLLBACK, "ArtifactRollback_Leave",
+      "ArtifactFailure_Enter", FAILURE, "ArtifactFailure_Leave", CLEANUP]),
+    # auto-commit
+    ({}, None,
+     ["ArtifactInstall_Enter", INSTALL, "ArtifactInstall_Leave", REBOOT, ROLLBACK_Q,
+      "ArtifactCommit_Enter", COMMIT, "ArtifactCommit_Leave", CLEANUP]),
+    # a user's rollback: RollbackQuery, the rollback, then always the ArtifactFailure state
+    ({"answers": {ROLLBACK_Q: "Yes"}}, "rollback",
+     [ROLLBACK_Q, "ArtifactRollback_Enter", ROLLBACK, "ArtifactRollback_Leave",
+      "ArtifactFailure_Enter", FAILURE, "ArtifactFailure_Leave", CLEANUP]),
+    # a commit failing without rollback support
+    ({"fail": [COMMIT]}, None,
+     ["ArtifactInstall_Enter", INSTALL, "ArtifactInstall_Leave", REBOOT, ROLLBACK_Q,
+      "ArtifactCommit_Enter", COMMIT, "ArtifactCommit_Error", ROLLBACK_Q,
+      "ArtifactFailure_Enter", FAILURE, "ArtifactFailure_Leave", CLEANUP]),
+], ids=["install fails, no rollback", "install fails, rollback", "rollback fails", "auto-commit",
+        "user's rollback", "commit fails, no rollback"])
+def test_state_scripts_run_around_the_module_calls_as_mender_runs_them(
+        rig: Rig, behaviour: dict[str, Any], command: str | None, expected: list[str]) -> None:
+    rig.behave(behaviour)
+    rig.device.mender_update("install", str(rig.artifact(scripts=rig.recording_scripts(*SCRIPTS))))
+    calls = [c["state"] for c in rig.calls() if c["state"] not in (PPFS, DL)]
+    if command is not None:
+        rig.device.mender_update(command)
+        calls = [c["state"] for c in rig.calls()]
+    assert calls == expected
+
+
+@pytest.mark.parametrize(("behaviour", "lines", "name"), [
+    ({"fail": [INSTALL, FAILURE], "answers": {ROLLBACK_Q: "Yes"}},
+     ["Installation failed.", "Rollback failed. System may be in an inconsistent state."], "app-1_INCONSISTENT"),
+    ({"fail": [INSTALL, ROLLBACK_Q]},
+     ["Installation failed.", "Rollback failed. System may be in an inconsistent state."], "app-1_INCONSISTENT"),
+    ({"fail": [CLEANUP]}, ["Update Module doesn't support rollback. Committing immediately.",
+                           "Installed and committed.", "Cleanup failed."], "app-1_INCONSISTENT"),
+])
+def test_a_module_failing_on_the_failure_path_or_in_cleanup_says_so(
+        rig: Rig, behaviour: dict[str, Any], lines: list[str], name: str) -> None:
+    """actions.cpp's result lines: RollbackFailed, CleanupFailed (the operation then counts as
+    done); the exit code is 1 and the Artifact is recorded with _INCONSISTENT."""
+    rig.behave(behaviour)
+    code, out, err = rig.device.mender_update("install", str(rig.artifact()))
+    assert code == 1 and out.splitlines() == ["Installing artifact...", *lines], err
+    assert rig.device.mender_update("show-artifact")[1] == f"{name}\n"
+    assert rig.device.mender_update("show-provides")[1].splitlines()[0] == f"artifact_name={name}"
+
+
+@pytest.mark.parametrize("supports", ["Yes", "No"])
+def test_resume_of_an_install_interrupted_inside_it_rolls_back_without_asking(rig: Rig, supports: str) -> None:
+    """standalone.cpp, SetStartStateFromStateData: ArtifactInstall_Enter starts at
+    save_artifact_rollback_state_, past RollbackQuery: ArtifactRollback is called at once,
+    whatever the module would answer, and the update counts as rolled back."""
+    rig.behave({"answers": {ROLLBACK_Q: supports}})
+    rig.device.mender_update("install", "--stop-before", "ArtifactInstall_Enter", str(rig.artifact()))
+    rig.calls()
+    rig.device.store().update_pending(state="ArtifactInstall_Enter")  # as a power cut inside it leaves it
+    code, out, _ = rig.device.mender_update("resume")
+    assert [c["state"] for c in rig.calls()] == [ROLLBACK, FAILURE, CLEANUP]
+    assert (code, out) == (0, "Rolled back.\n")
+    assert rig.device.mender_update("show-artifact")[1] == "release-1\n"
+
+
+def test_a_cleanup_run_again_by_resume_that_fails_records_inconsistent(rig: Rig) -> None:
+    """Resumed in Cleanup (save_cleanup_state_), the module's Cleanup runs again; its failure
+    marks the update as CleanupState does. Stopped before Cleanup again, nothing runs."""
+    rig.behave({"answers": {ROLLBACK_Q: "Yes"}})
+    rig.device.mender_update("install", str(rig.artifact()))
+    rig.device.mender_update("commit", "--stop-before", "Cleanup")
+    assert [c["state"] for c in rig.calls()][-1] == COMMIT
+    assert rig.device.mender_update("resume", "--stop-before", "Cleanup")[0] == 0
+    assert rig.calls() == []
+    rig.behave({"fail": [CLEANUP]})
+    code, out, _ = rig.device.mender_update("resume")
+    assert [c["state"] for c in rig.calls()] == [CLEANUP]
+    assert code == 1 and out.splitlines()[-1] == "Cleanup failed."
+    assert rig.device.mender_update("show-artifact")[1] == "app-1_INCONSISTENT\n"
+    assert rig.device.store().pending() is None
 
 
 def test_a_failed_install_rolled_back_leaves_the_device_as_it_was(rig: Rig) -> None:

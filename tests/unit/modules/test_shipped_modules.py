@@ -14,6 +14,9 @@ import pytest
 from module_rig import SHIPPED, Rig
 from pymender.cli.common import run_cli
 
+#: Mender 5.x's line before the result of an install committed at once (actions.cpp).
+AUTO_COMMIT = "Update Module doesn't support rollback. Committing immediately.\n"
+
 
 @pytest.fixture
 def rig(tmp_path: Path, no_host_configuration: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
@@ -167,7 +170,7 @@ def test_script_runs_every_script_in_order_and_commits_at_once(rig: Rig) -> None
     assert run_cli("pymender-artifact", main, ["write", "module-image", "-T", "script", "-n", "s-1", "-t",
                                                "qemux86-64", "-o", str(out), *scripts]) == 0
     code, stdout, _ = rig.device.mender_update("install", str(out))
-    assert (code, stdout) == (0, "Installing artifact...\nInstalled and committed.\n")
+    assert (code, stdout) == (0, "Installing artifact...\n" + AUTO_COMMIT + "Installed and committed.\n")
     assert trace.read_text() == "10-first\n20-second\n"
 
 
@@ -198,7 +201,7 @@ def test_deb_hands_every_package_to_one_dpkg_call(rig: Rig, monkeypatch: pytest.
     out = generate("deb-artifact-gen", "-n", "pkgs-1", "-t", "qemux86-64", "-o", str(rig.tmp / "d.mender"),
                    *packages)
     code, stdout, _ = rig.device.mender_update("install", str(out))
-    assert (code, stdout) == (0, "Installing artifact...\nInstalled and committed.\n")
+    assert (code, stdout) == (0, "Installing artifact...\n" + AUTO_COMMIT + "Installed and committed.\n")
     assert calls.read_text().split() == ["-i", "hello_1.0_all.deb", "world_2.0_all.deb"]
     assert rig.device.mender_update("show-provides")[1].splitlines() == [
         "artifact_name=pkgs-1", "rootfs-image.deb.version=pkgs-1"]

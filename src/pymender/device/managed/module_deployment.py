@@ -221,15 +221,15 @@ class ModuleDeployment:
 
         def roll_back() -> Event | None:
             event = rollback()
-            if event is not None:
-                return event
+            if event is not Event.ROLLED_BACK:
+                return event  # the module's ArtifactRollback failed
             try:  # asked again after the rollback, as Mender's daemon asks
                 answer = module().query("NeedsArtifactReboot")
             except UpdateModuleError as err:
                 daemon._note("error", err.one_line())
-                return Event.NO_ROLLBACK  # the rollback counts as failed (_INCONSISTENT)
+                return Event.ROLLBACK_FAILED  # the rollback counts as failed (_INCONSISTENT)
             daemon._save(reboot=answer)
-            return Event.ROLLBACK_REBOOT if needs_reboot() else None
+            return Event.ROLLBACK_REBOOT if needs_reboot() else Event.ROLLED_BACK
 
         def rollback_reboot() -> None:
             self._count_reboot()
