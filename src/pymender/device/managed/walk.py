@@ -89,9 +89,6 @@ class DeploymentWalk:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.updater = daemon.updater
-        #: The reboot recorded was done already (a record of an earlier daemon, which rebooted
-        #: from Before_ArtifactCommit_Enter): ArtifactReboot only records it.
-        self._rebooted = False
         #: The failure of the walk, once it is in the deployment's log.
         self._noted: Exception | None = None
 
@@ -122,10 +119,12 @@ class DeploymentWalk:
             daemon._status(dep.INSTALLING)
             return self._run(Event.RESUME)
         if state is S.BEFORE_ARTIFACT_COMMIT_ENTER and daemon.record.phase == "rebooting":
-            # Recorded by an earlier daemon, which rebooted from here: the reboot is done.
-            self._rebooted = True
+            # Recorded by an earlier version, which rebooted from here without the reboot's
+            # rows: recorded as ArtifactReboot now (its scripts did not run then), and verified.
             daemon._save(phase="installing", reboot="Automatic")
-            return self._run(Event.REBOOT)
+            with self.updater._lock():
+                self.updater._flow().advance(Event.REBOOT, enter=False)
+            return self._run(Event.RESTART)
         if state in _INTERRUPTED:
             daemon._note("error", f"the installation was interrupted in {state.value}; rolling back")
             return self._run(Event.FAILED if state is S.BEFORE_ARTIFACT_COMMIT_ENTER else Event.RESUME)
@@ -216,8 +215,6 @@ class DeploymentWalk:
                 raise Interrupted()
 
         def reboot() -> None:
-            if self._rebooted:
-                return
             self._count_reboot()
             if automatic():
                 self._system_reboot()

@@ -20,6 +20,7 @@ import pytest
 from device_sim import SimDevice, release
 from mender_server import Deployment, MenderServer
 from pymender.device.managed.daemon import Daemon
+from pymender.device.managed.record import Records
 from pymender.errors import StateError
 
 from .conftest import Reboots
@@ -170,3 +171,22 @@ def test_the_standalone_resume_refuses_the_daemons_deployment(
     assert device.snapshot() == before
     start(make_daemon)  # the daemon finishes it
     assert statuses(server, deployment) == [DWN, INS, RBT, INS, "success"]
+
+
+def test_a_reboot_recorded_by_an_earlier_version_is_verified_after_the_boot(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    """Earlier versions rebooted a root filesystem from Before_ArtifactCommit_Enter, the record
+    in phase 'rebooting'; the new system's daemon (the update carries it) finds that."""
+    deployment, scripts = deploy(tmp_path, server)
+    start(make_daemon, first=True)
+    scripts.ran()
+    device.store().update_pending(state="Before_ArtifactCommit_Enter")
+    records = Records(device.data_dir)
+    record = records.load()
+    assert record is not None
+    records.save(record._replace(phase="rebooting", reboot=""))
+    device.boot()
+    assert start(make_daemon).count == 0
+    assert scripts.ran() == ["ArtifactReboot_Leave", "ArtifactCommit_Enter", "ArtifactCommit_Leave"]
+    assert statuses(server, deployment) == [DWN, INS, RBT, INS, "success"]
+    assert device.store().current().artifact_name == "release-2"
