@@ -162,6 +162,8 @@ class Daemon:
                 self._report_outcome(self.record)
             elif self.record.phase == "downloading" and self.download_waiting:
                 self._download_again()
+            elif self.record.phase == "installing" and not self.stopping:
+                self._resume(self.record)  # a reboot asked for that did not come: go on
         now = self.clock()
         if self.record is None and (now >= self.inventory_due or now >= self.poll_due):
             self._scripts("Idle", "Leave")

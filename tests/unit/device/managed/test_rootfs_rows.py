@@ -190,3 +190,17 @@ def test_a_reboot_recorded_by_an_earlier_version_is_verified_after_the_boot(
     assert scripts.ran() == ["ArtifactReboot_Leave", "ArtifactCommit_Enter", "ArtifactCommit_Leave"]
     assert statuses(server, deployment) == [DWN, INS, RBT, INS, "success"]
     assert device.store().current().artifact_name == "release-2"
+
+
+def test_aborted_while_installing_is_reported_forgets_the_written_update(
+        tmp_path: Path, device: SimDevice, server: MenderServer, make_daemon: MakeDaemon) -> None:
+    """Aborted on the server when 'installing' is reported: nothing switched yet, so only the
+    Cleanup row (as Mender's daemon); no state script of the update runs."""
+    deployment, scripts = deploy(tmp_path, server)
+    server.inject("409", count=100, prefix=STATUS.format(deployment.id), after=1)
+    env = device.read_env()
+    assert start(make_daemon, first=True).count == 0
+    assert scripts.ran() == []
+    assert statuses(server, deployment) == [DWN]
+    assert device.store().pending() is None and device.store().current().artifact_name == "release-1"
+    assert device.read_env() == env and Records(device.data_dir).load() is None
