@@ -2,7 +2,8 @@
 power comes back (one boot, as the bootloader does it) and the daemon runs again.
 
 Both halves of a deployment, every step: the first (poll, download, install, up to the reboot
-it asks for) and the second (after the reboot: the commit by itself and the report). After each
+it asks for) and the second (after the reboot: the commit by itself and the report; or, when
+the commit fails, the rollback, the reboot into the old system and the report after it). After each
 kill the device must be consistent (as in ``test_power_cut.py``), and after the daemon has run
 again, the server must have heard exactly one final status that matches the device: ``success``
 with the new Artifact installed and booted, or ``failure`` with the old one (a power cut before
@@ -37,6 +38,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     return release(tmp_path_factory.mktemp("artifacts"), "release-2", seed=2)
+
+
+@pytest.fixture(scope="module")
+def failing_commit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """release-2 with an ArtifactCommit_Enter script that fails: the commit after the reboot
+    fails, and the daemon rolls back and reboots into the old system before it reports."""
+    tmp = tmp_path_factory.mktemp("failing-commit")
+    script = tmp / "ArtifactCommit_Enter_01"
+    script.write_text("#!/bin/sh\nexit 1\n")
+    script.chmod(0o755)
+    return release(tmp, "release-2", seed=2, scripts=[script])
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +131,8 @@ def _check_end(device: SimDevice, server: MenderServer, new: bytes, where: str) 
     assert device.read_env()["upgrade_available"] == "0", where
 
 
-def _half(tmp_path: Path, artifact: tuple[Path, bytes], second: bool) -> tuple[int, list[str]]:
+def _half(tmp_path: Path, artifact: tuple[Path, bytes], second: bool, *, rebooted: bool = False
+          ) -> tuple[int, list[str]]:
     """Kill the first or second half of a deployment at every step; the outcomes."""
     path, new = artifact
 
@@ -139,7 +152,7 @@ def _half(tmp_path: Path, artifact: tuple[Path, bytes], second: bool) -> tuple[i
 
     with MenderServer() as server:
         code, total = _run(prepared(tmp_path / "probe", server), -1)
-        assert code == (0 if second else REBOOTED) and total is not None and total > 5
+        assert code == (0 if second and not rebooted else REBOOTED) and total is not None and total > 5
     outcomes = []
     for point in range(total):
         with MenderServer() as server:
@@ -164,6 +177,13 @@ def test_kill_before_the_reboot(tmp_path: Path, artifact: tuple[Path, bytes]) ->
 def test_kill_after_the_reboot(tmp_path: Path, artifact: tuple[Path, bytes]) -> None:
     total, outcomes = _half(tmp_path, artifact, second=True)
     assert "success" in outcomes and "failure" in outcomes  # before and after the bootloader's commit
+
+
+def test_kill_after_the_reboot_when_the_commit_fails(tmp_path: Path, failing_commit: tuple[Path, bytes]) -> None:
+    """The second half goes the failure path and reboots into the old system (the rollback's
+    reboot, then its verification after the boot): killed anywhere, it ends as a failure."""
+    total, outcomes = _half(tmp_path, failing_commit, second=True, rebooted=True)
+    assert set(outcomes) == {"failure"}
 
 
 # --- an Update Module's deployment -------------------------------------------------------------

@@ -190,6 +190,9 @@ class Event(str, Enum):
     #: Request of the daemon, in Before_ArtifactInstall_Enter: the server aborted the
     #: deployment before anything was installed; only the Cleanup is left.
     ABORT = "abort"
+    #: Request of the daemon after its start, in one of its reboot states: go on as Mender's
+    #: daemon goes on from the state it loads (the standalone commands' RESUME is refused there).
+    RESTART = "restart"
 
 
 class Persist(Enum):
@@ -243,7 +246,8 @@ class Go(NamedTuple):
 
 class Refuse(NamedTuple):
     """The request is refused in this state, and nothing changes. ``{name}`` in the texts is
-    the pending update's Artifact name, ``{tool}`` the command the user runs."""
+    the pending update's Artifact name, ``{tool}`` the command the user runs, ``{state}`` the
+    state the update is in."""
 
     error: type[StateError]
     message: str
@@ -429,8 +433,9 @@ TABLE.update({
 })
 
 # --- The daemon's reboots (Mender's daemon, src/mender-update/daemon/) -------------------------
-# In managed mode a module's update is committed by the daemon itself, after the reboot the
-# module asks for (NeedsArtifactReboot Yes or Automatic): from Before_ArtifactCommit_Enter the
+# In managed mode an update is committed by the daemon itself, after the reboot its payload
+# asks for (NeedsArtifactReboot Yes or Automatic; a root filesystem always asks for the daemon's
+# reboot, as Mender's rootfs-image module does): from Before_ArtifactCommit_Enter the
 # daemon's REBOOT records ArtifactReboot [ArtifactReboot_Enter] and reboots (the module's
 # ArtifactReboot, or the system's); ArtifactVerifyReboot is recorded next, and after the boot
 # (or at once, when the module's reboot returned) the module verifies it, then
@@ -438,8 +443,13 @@ TABLE.update({
 # [ArtifactReboot_Error]. A module that rolled back and needs a reboot for it goes through
 # ArtifactRollbackReboot [ArtifactRollbackReboot_Enter] and ArtifactVerifyRollbackReboot (a
 # failed verification reboots again, as Mender's daemon does) [ArtifactRollbackReboot_Leave]
-# to the failure state. A resume goes on from each of them as Mender's daemon does after a boot.
-# A deployment the server aborted while it was reported ``installing`` (nothing installed yet)
+# to the failure state. The daemon's RESTART goes on from each of them as Mender's daemon goes
+# on from the state it loads after a boot: a reboot recorded is verified, a verification that
+# was cut off (the daemon restarted while it verified, or while it reported ``installing``
+# before the commit) is rolled back, a rollback's reboot is verified. The standalone commands'
+# ``resume`` is refused there: the deployment is the daemon's (Mender 5.x keeps the daemon's
+# state apart from the standalone commands', whose ``resume`` finds nothing to resume). A
+# deployment the server aborted while it was reported ``installing`` (nothing installed yet)
 # goes straight to Cleanup (ABORT), as in Mender's daemon.
 _REBOOTING = Refuse(
     StateError, "a deployment of {name} is rebooting, and the daemon finishes it after the boot",
@@ -447,6 +457,9 @@ _REBOOTING = Refuse(
 _ROLLBACK_REBOOTING = Refuse(
     StateError, "a deployment of {name} was rolled back and is rebooting",
     "let the daemon finish it (or run '{tool} rollback'); then install again")
+_DAEMONS = Refuse(
+    StateError, "the deployment of {name} is the daemon's, which finishes it (it is in {state})",
+    "let the daemon finish it, or run '{tool} rollback'")
 _VERIFY_REBOOT = Go(S.ARTIFACT_VERIFY_REBOOT, Persist.STATE)
 _VERIFY_ROLLBACK_REBOOT = Go(S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, Persist.STATE_ROLLED_BACK)
 _ROLLBACK_REBOOTING_AGAIN = Go(S.ARTIFACT_ROLLBACK_REBOOT, Persist.STATE_ROLLED_BACK, (),
@@ -456,14 +469,16 @@ TABLE.update({
     (S.BEFORE_ARTIFACT_COMMIT_ENTER, E.REBOOT): Go(S.ARTIFACT_REBOOT, Persist.STATE, (),
                                                    _scripts("ArtifactReboot_Enter")),
     (S.ARTIFACT_REBOOT, E.DONE): _VERIFY_REBOOT,
-    (S.ARTIFACT_REBOOT, E.RESUME): _VERIFY_REBOOT,  # after the boot, as Mender's daemon
+    (S.ARTIFACT_REBOOT, E.RESTART): _VERIFY_REBOOT,  # after the boot, as Mender's daemon
+    (S.ARTIFACT_REBOOT, E.RESUME): _DAEMONS,
     (S.ARTIFACT_REBOOT, E.FAILED): _query_rollback("ArtifactReboot_Error"),
     (S.ARTIFACT_REBOOT, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
     (S.ARTIFACT_REBOOT, E.INSTALL): _REBOOTING,
     (S.ARTIFACT_REBOOT, E.COMMIT): _REBOOTING,
     (S.ARTIFACT_VERIFY_REBOOT, E.DONE): Go(S.ARTIFACT_COMMIT_ENTER, Persist.STATE, _scripts("ArtifactReboot_Leave"),
                                            _scripts("ArtifactCommit_Enter")),
-    (S.ARTIFACT_VERIFY_REBOOT, E.RESUME): _VERIFY_REBOOT,  # verified again
+    (S.ARTIFACT_VERIFY_REBOOT, E.RESTART): _query_rollback(),  # cut off: rolled back, as Mender's daemon
+    (S.ARTIFACT_VERIFY_REBOOT, E.RESUME): _DAEMONS,
     (S.ARTIFACT_VERIFY_REBOOT, E.FAILED): _query_rollback("ArtifactReboot_Error"),
     (S.ARTIFACT_VERIFY_REBOOT, E.ROLLBACK): _rollback(Persist.STATE_FAILED),
     (S.ARTIFACT_VERIFY_REBOOT, E.INSTALL): _REBOOTING,
@@ -472,7 +487,8 @@ TABLE.update({
                                                        _scripts("ArtifactRollback_Leave"),
                                                        _scripts("ArtifactRollbackReboot_Enter")),
     (S.ARTIFACT_ROLLBACK_REBOOT, E.DONE): _VERIFY_ROLLBACK_REBOOT,
-    (S.ARTIFACT_ROLLBACK_REBOOT, E.RESUME): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.RESTART): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_ROLLBACK_REBOOT, E.RESUME): _DAEMONS,
     (S.ARTIFACT_ROLLBACK_REBOOT, E.ROLLBACK): _VERIFY_ROLLBACK_REBOOT,
     (S.ARTIFACT_ROLLBACK_REBOOT, E.INSTALL): _ROLLBACK_REBOOTING,
     (S.ARTIFACT_ROLLBACK_REBOOT, E.COMMIT): _ROLLBACK_REBOOTING,
@@ -480,7 +496,8 @@ TABLE.update({
                                                     _scripts("ArtifactRollbackReboot_Leave"),
                                                     _scripts("ArtifactFailure_Enter")),
     (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.FAILED): _ROLLBACK_REBOOTING_AGAIN,
-    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.RESUME): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.RESTART): _VERIFY_ROLLBACK_REBOOT,
+    (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.RESUME): _DAEMONS,
     (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.ROLLBACK): _VERIFY_ROLLBACK_REBOOT,
     (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.INSTALL): _ROLLBACK_REBOOTING,
     (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, E.COMMIT): _ROLLBACK_REBOOTING,
@@ -549,7 +566,7 @@ class Flow:
         operation first (saying so) when the table says so. Then the request can be walked."""
         row = self.row(request)
         if isinstance(row, Refuse):
-            words = {"name": self.name, "tool": self.tool}
+            words = {"name": self.name, "tool": self.tool, "state": self.state.value}
             raise row.error(row.message.format(**words), hint=row.hint.format(**words) if row.hint else None)
         if isinstance(row, FinishFirst):
             if say is not None:

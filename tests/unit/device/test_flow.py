@@ -77,7 +77,8 @@ def test_every_stored_state_has_a_way_back_to_rest() -> None:
     for state in STORED:
         finishing = TABLE[state, E.INSTALL]
         assert isinstance(finishing, (Refuse, FinishFirst)), state
-        for request in (E.RESUME, E.ROLLBACK):
+        # The daemon's reboot states are the daemon's to go on from (RESTART), not resume's.
+        for request in (E.RESTART if state in DAEMON_STATES else E.RESUME, E.ROLLBACK):
             for flags in ({"failed": False, "rolled_back": False}, {"failed": True, "rolled_back": True}):
                 current, event, steps = state, request, 0
                 while True:
@@ -252,10 +253,21 @@ def test_the_daemons_reboots_go_on_after_the_boot_as_menders_daemon() -> None:
     update's reboot goes the failure path, one of the rollback's reboot reboots again; both
     verifications, once done, lead on (commit; failure state) with the Leave scripts."""
     for state, verify in ((S.ARTIFACT_REBOOT, S.ARTIFACT_VERIFY_REBOOT),
-                          (S.ARTIFACT_ROLLBACK_REBOOT, S.ARTIFACT_VERIFY_ROLLBACK_REBOOT)):
-        for event in (E.RESUME, E.DONE):
+                          (S.ARTIFACT_ROLLBACK_REBOOT, S.ARTIFACT_VERIFY_ROLLBACK_REBOOT),
+                          (S.ARTIFACT_VERIFY_ROLLBACK_REBOOT, S.ARTIFACT_VERIFY_ROLLBACK_REBOOT)):
+        for event in (E.RESTART, E.DONE) if state is not verify else (E.RESTART,):
             row = TABLE[state, event]
             assert isinstance(row, Go) and row.to is verify and row.enter == (), (state, event)
+    # A verification cut off by a restart is rolled back, as Mender's daemon rolls back every
+    # state it loads but the reboots, the rollback, the end of a commit, the failure and Cleanup
+    # (through RollbackQuery, as every failure: a module that cannot roll back is not asked to).
+    cut = TABLE[S.ARTIFACT_VERIFY_REBOOT, E.RESTART]
+    assert isinstance(cut, Go) and cut.to is S.ROLLBACK_QUERY and cut.persist is Persist.NOTHING
+    assert cut.leave == ()
+    # The standalone commands' resume is refused in every one of them, and says whose it is.
+    for state in DAEMON_STATES:
+        refusal = TABLE[state, E.RESUME]
+        assert isinstance(refusal, Refuse) and "{state}" in refusal.message and "rollback" in (refusal.hint or "")
     failed = TABLE[S.ARTIFACT_VERIFY_REBOOT, E.FAILED]
     assert isinstance(failed, Go) and failed.to is S.ROLLBACK_QUERY and failed.persist is Persist.NOTHING
     assert failed.leave == (Script("ArtifactReboot", "Error"),)

@@ -13,18 +13,18 @@ The root filesystem's ``Idle`` and ``Sync`` state scripts run around each round 
 and polling (``Idle_Leave``, ``Sync_Enter``, the work, ``Sync_Leave``, ``Idle_Enter``); the
 ``Download`` and ``Artifact*`` scripts run in the install's walk, as in standalone mode.
 
-A deployment: ``downloading`` is reported and the Artifact installed with
+A deployment: ``downloading`` is reported and the Artifact downloaded with
 :class:`~pymender.device.install.Updater` (the standalone state table: the walk stops recorded
-before ``ArtifactInstall_Enter``); ``installing`` is reported and the walk resumed up to the
-bootloader switch; ``rebooting`` is reported and the device rebooted. After the boot the daemon
-reports ``installing`` again (retried: no commit the server cannot hear of, as Mender's daemon)
-and commits by itself when the new system runs, or finds that the bootloader went back. An
-Update Module's Artifact goes on from the download through the state table with the module's
-reboots (:mod:`~pymender.device.managed.module_deployment`). The outcome
-(``success``, ``failure``; ``already-installed`` when the Artifact is installed already, as
-Mender 3's client reports it) goes to the server, with the deployment's log on failure. Every
-step is recorded first (:mod:`~pymender.device.managed.record`), so a reboot or power cut at
-any point resumes where it stopped; a download cut off is started again, at most
+before ``ArtifactInstall_Enter``); ``installing`` is reported and the update walks on through
+the same table with the daemon's rows for the reboots, a root filesystem's as an Update
+Module's (:mod:`~pymender.device.managed.walk`): installed, ``rebooting`` reported, the reboot,
+its verification after the boot, ``installing`` reported again (retried: no commit the server
+cannot hear of, as Mender's daemon), the commit by itself; or the failure path, with a reboot
+into the old system when the device runs the new one. The outcome (``success``, ``failure``;
+``already-installed`` when the Artifact is installed already, as Mender 3's client reports it)
+goes to the server, with the deployment's log on failure. Every step is recorded first
+(:mod:`~pymender.device.managed.record`, and the state store), so a reboot or power cut at any
+point resumes where it stopped; a download cut off is started again, at most
 :data:`MAX_ATTEMPTS` times. The final status is retried with the backoff, then dropped, as
 Mender's daemon drops it.
 """
@@ -54,10 +54,9 @@ from pymender.device.managed.deployments import Aborted
 from pymender.device.managed.devicekey import DeviceKey, KeyProcess
 from pymender.device.managed.identity import device_identity
 from pymender.device.managed.inventory import INVENTORY_PATH, attributes, digest, payload
-from pymender.device.managed.module_deployment import Interrupted, ModuleDeployment, module_pending
 from pymender.device.managed.record import MAX_REBOOTS, REBOOT_GRACE, Record, Records
+from pymender.device.managed.walk import DeploymentWalk, Interrupted
 from pymender.device.scripts import ScriptRunner
-from pymender.device.store import PendingUpdate
 from pymender.errors import ManagedModeError, PymenderError, ServerError, SourceUnreachableError, StateError
 
 log = get_logger(__name__)
@@ -163,6 +162,8 @@ class Daemon:
                 self._report_outcome(self.record)
             elif self.record.phase == "downloading" and self.download_waiting:
                 self._download_again()
+            elif self.record.phase == "installing" and not self.stopping:
+                self._resume(self.record)  # a reboot asked for that did not come: go on
         now = self.clock()
         if self.record is None and (now >= self.inventory_due or now >= self.poll_due):
             self._scripts("Idle", "Leave")
@@ -318,7 +319,7 @@ class Daemon:
         update is committed only when the server takes it, so that a new system or module that
         lost the server is not kept. Retried as the final status is; raises the last error when
         the retries are used up, :class:`Aborted` on a 409, and
-        :class:`~pymender.device.managed.module_deployment.Interrupted` when the daemon is asked
+        :class:`~pymender.device.managed.walk.Interrupted` when the daemon is asked
         to stop while it waits (the next start goes on from the same state)."""
         assert self.record is not None
         record = self.record
@@ -368,14 +369,8 @@ class Daemon:
             if result.committed:
                 self._finish(dep.SUCCESS)
                 return
-            if module_pending(self.updater):
-                self._save(phase="installing")
-                self._status(dep.INSTALLING)
-                self._module_done(ModuleDeployment(self).install())
-                return
-            self._save()
+            self._save(phase="installing")
             self._status(dep.INSTALLING)
-            self.updater.resume()
         except SourceUnreachableError as err:
             self._download_later(err)
             return
@@ -383,7 +378,7 @@ class Daemon:
             self._note("error", err.one_line())
             self._finish(dep.FAILURE)
             return
-        self._reboot()
+        self._walked(DeploymentWalk(self).install())
 
     def _download_later(self, err: SourceUnreachableError) -> None:
         """The Artifact's server could not be reached (the network not up yet after a boot, a
@@ -408,25 +403,15 @@ class Daemon:
         except Aborted:
             self._abort()
 
-    def _module_done(self, outcome: str | None) -> None:
-        """An Update Module's deployment walked as far as it goes now: its outcome reported, or
-        (None, only when :attr:`stopping` is set) a reboot on its way or the daemon stopping; the
-        next start goes on from the state recorded."""
+    def _walked(self, outcome: str | None) -> None:
+        """The update walked as far as it goes now: its outcome reported, or (None, only when
+        :attr:`stopping` is set) a reboot on its way or the daemon stopping; the next start
+        goes on from the state recorded."""
         if outcome is not None:
             self._finish(outcome)
-
-    def _reboot(self) -> None:
-        assert self.record is not None
-        self._save(phase="rebooting", reboots=self.record.reboots + 1)
-        self._status(dep.REBOOTING)
-        self._note("info", "rebooting into the new system")
-        self._save()
-        self.reboot()
-        # The reboot normally ends this process; if it does not come, look again later.
-        self.report_due = self.clock() + REBOOT_GRACE
-        self._wait(REBOOT_GRACE if not self.stopping else 0)
-        if not self.stopping and self.record is not None:
-            self._resume(self.record)
+        elif self.record is not None:
+            # The reboot normally ends this process; if it does not come, look again later.
+            self.report_due = self.clock() + REBOOT_GRACE
 
     def _resume(self, record: Record) -> None:
         """Go on with the deployment recorded before the daemon stopped (reboot, power cut, crash)."""
@@ -434,121 +419,32 @@ class Daemon:
         try:
             if record.phase == "reporting":
                 self._report_outcome(record)
-            elif module_pending(self.updater):
-                self._module_done(ModuleDeployment(self).resume())
+            elif self.updater.store.pending() is not None:
+                self._walked(DeploymentWalk(self).resume())
             elif record.phase == "downloading":
                 self._resume_download()
-            else:
-                self._verify_reboot()
+            else:  # the update's end was recorded, not the outcome
+                current = self.updater.show_artifact()
+                self._finish(dep.SUCCESS if current == record.artifact_name else dep.FAILURE)
         except Aborted:
             self._abort()
 
     def _resume_download(self) -> None:
         assert self.record is not None
-        pending = self.updater.store.pending()
-        if pending is None:
-            if self.record.attempts >= MAX_ATTEMPTS:
-                self._note("error", f"the download was interrupted {self.record.attempts} times; giving up")
-                self._finish(dep.FAILURE)
-                return
-            self._note("info", "the download was interrupted; starting it again")
-            self._install()
-            return
-        if pending.state == UpdateState.BEFORE_ARTIFACT_INSTALL_ENTER.value:
-            try:
-                self._status(dep.INSTALLING)
-                self.updater.resume()
-            except PymenderError as err:
-                self._note("error", err.one_line())
-                self._finish(dep.FAILURE)
-                return
-            self._reboot()
-            return
-        self._note("error", f"the installation was interrupted in {pending.state}; rolling back")
-        self._fail_rolled_back()
-
-    def _verify_reboot(self) -> None:
-        assert self.record is not None
-        pending = self.updater.store.pending()
-        if pending is None:
-            current = self.updater.show_artifact()
-            self._finish(dep.SUCCESS if current == self.record.artifact_name else dep.FAILURE)
-            return
-        try:
-            if self._runs_new_system(pending):
-                self._commit_status()
-        except Interrupted:
-            return
-        except Aborted:
-            raise
-        except PymenderError:
-            self._fail_rolled_back()
-            return
-        try:
-            self.updater.commit()
-        except StateError as err:
-            still = self.updater.store.pending()
-            if still is not None and still.state == UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER.value:
-                if self.record.reboots < MAX_REBOOTS:
-                    self._note("info", f"{err.one_line()}; rebooting again")
-                    self._reboot()
-                    return
-                self._note("error", "the device did not reboot into the new system; rolling back")
-                self._fail_rolled_back()
-                return
-            else:
-                self._note("error", err.one_line())
+        if self.record.attempts >= MAX_ATTEMPTS:
+            self._note("error", f"the download was interrupted {self.record.attempts} times; giving up")
             self._finish(dep.FAILURE)
             return
-        except PymenderError as err:
-            self._note("error", err.one_line())
-            self._finish(dep.FAILURE)
-            return
-        self._finish(dep.SUCCESS)
-
-    def _runs_new_system(self, pending: PendingUpdate) -> bool:
-        """Whether the device runs the root filesystem update waiting for its commit."""
-        if pending.state != UpdateState.BEFORE_ARTIFACT_COMMIT_ENTER.value:
-            return False
-        from pymender.device.payloads.rootfs_image import Trial
-
-        try:
-            return self.updater._rootfs().trial(pending).trial is Trial.RUNNING
-        except PymenderError:
-            return False  # the commit says what is wrong
-
-    def _roll_back(self) -> bool:
-        """Roll the pending update back; whether a reboot is needed to run the old system."""
-        try:
-            if self.updater.store.pending() is not None:
-                return self.updater.rollback().reboot_required
-        except PymenderError as err:
-            self._note("error", f"rolling back failed: {err.one_line()}")
-        return False
-
-    def _fail_rolled_back(self) -> None:
-        """Roll back, reboot into the old system when the device runs the new one, and report
-        the failure (after that reboot, as Mender does)."""
-        if not self._roll_back():
-            self._finish(dep.FAILURE)
-            return
-        self._note("error", "deployment finished: failure; rebooting into the previous system")
-        self._save(phase="reporting", outcome=dep.FAILURE)
-        self.reboot()
-        self.report_due = self.clock() + REBOOT_GRACE
+        self._note("info", "the download was interrupted; starting it again")
+        self._install()
 
     def _abort(self) -> None:
         assert self.record is not None
         log.warning("deployment %s was aborted on the server", self.record.id)
-        if module_pending(self.updater):
-            ModuleDeployment(self).abort()
-            self.records.clear()
-            self.record = None
-            return
+        if self.updater.store.pending() is not None:
+            DeploymentWalk(self).abort()
         self.records.clear()
         self.record = None
-        if self._roll_back():
-            self.reboot()
 
     def _finish(self, outcome: str) -> None:
         self._note("info" if outcome != dep.FAILURE else "error", f"deployment finished: {outcome}")

@@ -18,9 +18,10 @@ from pymender.errors import StateError
 
 FILE = "deployment.json"
 #: downloading: the status sent, the install started (or about to start);
-#: installing: an Update Module's update downloaded, walked on by the state table (its state,
-#: reboots included, is in the state store);
-#: rebooting: installed, the reboot into the new system asked for;
+#: installing: downloaded, walked on by the state table (its state, reboots included, is in
+#: the state store);
+#: rebooting: written by earlier versions only (a root filesystem installed, the reboot into
+#: it asked for, the state store in Before_ArtifactCommit_Enter); the walk goes on from there;
 #: reporting: the outcome is known (``outcome``), the server has not taken it yet.
 PHASES = ("downloading", "installing", "rebooting", "reporting")
 MAX_LINES = 2000
@@ -38,7 +39,7 @@ class Record(NamedTuple):
     outcome: str = ""
     attempts: int = 0
     reboots: int = 0
-    #: An Update Module's answer to NeedsArtifactReboot ("" until it was asked).
+    #: The payload's answer to NeedsArtifactReboot ("" until it was asked).
     reboot: str = ""
     log: tuple[dict[str, str], ...] = ()
 

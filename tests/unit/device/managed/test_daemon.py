@@ -293,11 +293,15 @@ def test_new_system_that_cannot_reach_the_server_is_rolled_back_and_reported_fro
     daemon.start()
     assert len(reboots.waits) == 3  # three retries (RetryPollIntervalSeconds 30)
     assert reboots.count == 1  # back into the old system
-    assert device.store().current().artifact_name == "release-1" and device.store().pending() is None
+    assert device.read_env()["upgrade_available"] == "0"
+    pending = device.store().pending()
+    assert pending is not None and pending.state == "ArtifactRollbackReboot"  # verified after the boot
+    assert statuses(server, deployment.id) == ["downloading", "installing", "rebooting"]
     device.boot()
     assert device.running == device.part_a
     daemon, _ = make_daemon()
     daemon.start()
+    assert device.store().current().artifact_name == "release-1" and device.store().pending() is None
     assert statuses(server, deployment.id) == ["downloading", "installing", "rebooting", "failure"]
     messages = " ".join(line["message"] for line in deployment.logs[server.device().id])
     assert "giving up, not committed" in messages

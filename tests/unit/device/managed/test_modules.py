@@ -198,9 +198,11 @@ def test_a_status_lost_once_before_the_commit_is_sent_again(
     assert device.store().current().artifact_name == "app-2"
 
 
-def test_stopped_while_waiting_for_the_server_goes_on_after_the_restart(
+def test_stopped_while_waiting_for_the_server_is_rolled_back_after_the_restart(
         device: SimDevice, server: MenderServer, make_daemon: MakeDaemon, module: Module) -> None:
-    module.behave({"answers": {NAR: "Yes"}})
+    """A restart finds the update in ArtifactVerifyReboot (the report before the commit was
+    being retried): Mender's daemon rolls it back then, and so does pymender."""
+    module.behave({"answers": {NAR: "Yes", SR: "Yes"}})
     deployment = server.add_deployment("app-2", module.artifact("app-2"))
     server.inject("503", count=1, prefix=STATUS.format(deployment.id), after=3)
     daemon, reboots = make_daemon()
@@ -217,8 +219,11 @@ def test_stopped_while_waiting_for_the_server_goes_on_after_the_restart(
     assert device.store().pending() is not None
     daemon, _ = make_daemon()
     daemon.start()
-    assert module.calls() == [VERIFY, COMMIT, CLEANUP]  # verified again, then committed
-    assert statuses(server, deployment.id) == [DWN, INS, RBT, INS, "success"]
+    assert module.calls() == [SR, ROLLBACK, NAR, RB_REBOOT, RB_VERIFY, FAILURE, CLEANUP]  # not verified again
+    assert statuses(server, deployment.id) == [DWN, INS, RBT, "failure"]
+    assert device.store().pending() is None and device.store().current().artifact_name == "release-1"
+    log = " ".join(line["message"] for line in deployment.logs[server.device().id])
+    assert "restarted while it verified the reboot; rolling back" in log
 
 
 @pytest.mark.parametrize("after", [1, 2])

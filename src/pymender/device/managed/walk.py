@@ -1,27 +1,31 @@
-"""A deployment of an Update Module's Artifact, as Mender's daemon runs it.
+"""A deployment's walk through the state table, after the download, as Mender's daemon walks it.
 
-The download is the daemon's, as for a root filesystem (the walk stops recorded in
-``Before_ArtifactInstall_Enter`` while ``installing`` is reported). From there the update walks
-the one state table (:mod:`pymender.device.flow`) with the module's calls as the work of each
-state, and the daemon's rows for the reboots:
+The download is the daemon's (the walk stops recorded in ``Before_ArtifactInstall_Enter`` while
+``installing`` is reported). From there the update walks the one state table
+(:mod:`pymender.device.flow`) with the payload's work in each state
+(:mod:`~pymender.device.managed.steps`: an Update Module's calls, or the bootloader of a root
+filesystem) and the daemon's rows for the reboots; one walk for both kinds of payload:
 
-- ``ArtifactInstall``, then the query ``NeedsArtifactReboot``. ``No``: the status ``installing``
-  is reported again (retried; the update is rolled back when the server cannot be reached or
-  aborted the deployment) and the update committed at once (``ArtifactCommit``). ``Yes`` or
-  ``Automatic``: ``rebooting`` is reported, ``ArtifactReboot`` recorded, and the module reboots
-  (``Yes``: its ``ArtifactReboot``) or the daemon does (``Automatic``: ``reboot``). After the
-  boot, or at once when the module's ``ArtifactReboot`` returned, ``ArtifactVerifyReboot``; then
-  the same report and the commit.
-- A failure on the way goes the failure path: ``SupportsRollback``; ``Yes``: ``ArtifactRollback``,
-  ``NeedsArtifactReboot`` asked again and, on ``Yes`` or ``Automatic``, ``ArtifactRollbackReboot``
-  (or ``reboot``) and ``ArtifactVerifyRollbackReboot`` (another reboot when it fails, at most
-  :data:`~pymender.device.managed.record.MAX_REBOOTS` in all); ``No``: no rollback, the
-  Artifact then recorded with ``_INCONSISTENT``. Then ``ArtifactFailure`` and ``Cleanup``.
+- ``ArtifactInstall``, then the question ``NeedsArtifactReboot``. ``No``: the status
+  ``installing`` is reported again (retried; the update is rolled back when the server cannot be
+  reached or aborted the deployment) and the update committed at once (``ArtifactCommit``).
+  ``Yes`` or ``Automatic`` (a root filesystem: always): ``rebooting`` is reported,
+  ``ArtifactReboot`` recorded, and the payload reboots (``Yes``: the module's ``ArtifactReboot``)
+  or the daemon does (``Automatic``: ``reboot``). After the boot, or at once when the module's
+  ``ArtifactReboot`` returned, ``ArtifactVerifyReboot`` (a root filesystem: the device runs the
+  new partition and the bootloader boots it); then the same report and the commit.
+- A failure on the way goes the failure path: ``ArtifactRollback`` (a module that does not
+  support rollback goes on without it, the Artifact then recorded with ``_INCONSISTENT``),
+  ``NeedsArtifactReboot`` asked again and, on ``Yes`` or ``Automatic``,
+  ``ArtifactRollbackReboot`` (or ``reboot``) and ``ArtifactVerifyRollbackReboot`` (another
+  reboot when it fails, at most :data:`~pymender.device.managed.record.MAX_REBOOTS` in all).
+  Then ``ArtifactFailure`` and ``Cleanup``.
 
 The outcome is ``success`` when the Artifact was committed as it is, ``failure`` otherwise.
-The module's answer to ``NeedsArtifactReboot`` and the reboots asked for are kept in the
-deployment's record (:mod:`~pymender.device.managed.record`), the state in the state store,
-so a restart anywhere goes on as Mender's daemon goes on after a boot.
+The answer to ``NeedsArtifactReboot`` and the reboots asked for are kept in the deployment's
+record (:mod:`~pymender.device.managed.record`), the state in the state store, so a restart
+anywhere goes on as Mender's daemon goes on after a boot: a reboot recorded is verified, a
+verification, install or commit cut off in the middle is rolled back.
 """
 
 from __future__ import annotations
@@ -34,34 +38,30 @@ from pymender.device.log import get_logger
 from pymender.device.managed import deployments as dep
 from pymender.device.managed.deployments import Aborted
 from pymender.device.managed.record import MAX_REBOOTS, REBOOT_GRACE, Record
-from pymender.device.payloads import is_module
+from pymender.device.managed.steps import Steps, steps_for
 from pymender.errors import DeviceError, PymenderError, UpdateModuleError
 
 if TYPE_CHECKING:
     from pymender.device.flow import Work
     from pymender.device.install import Updater
-    from pymender.device.payloads.update_module import UpdateModule
 
 log = get_logger(__name__)
 
 S = UpdateState
 #: The answers to NeedsArtifactReboot that reboot.
 REBOOTS = ("Yes", "Automatic")
-#: States a restart finds a module's update in that it cannot go on from: interrupted inside
-#: the install or the commit, or before the daemon asked about the reboot. Rolled back.
+#: States a restart finds an update in that it cannot go on from: interrupted inside the
+#: install or the commit, or before the daemon asked about the reboot. Rolled back.
 _INTERRUPTED = (S.ARTIFACT_INSTALL_ENTER, S.BEFORE_ARTIFACT_COMMIT_ENTER, S.ARTIFACT_COMMIT_ENTER)
+#: The daemon's reboot states, which a restart goes on from with RESTART (the table says how).
+_REBOOT_STATES = (S.ARTIFACT_REBOOT, S.ARTIFACT_VERIFY_REBOOT, S.ARTIFACT_ROLLBACK_REBOOT,
+                  S.ARTIFACT_VERIFY_ROLLBACK_REBOOT)
 
 
 class Interrupted(BaseException):
     """The daemon is stopping while the update waits (for the server, for a reboot): the walk
     ends where the store has it, and goes on after the restart. Not an ``Exception``: the walk
     does not take it for a failure of the state's work."""
-
-
-def module_pending(updater: Updater) -> bool:
-    """Whether the update the store holds is an Update Module's."""
-    pending = updater.store.pending()
-    return pending is not None and is_module(pending.payload_type)
 
 
 class Daemon(Protocol):
@@ -83,17 +83,19 @@ class Daemon(Protocol):
     def _wait(self, timeout: float) -> None: ...
 
 
-class ModuleDeployment:
-    """The walk of the module's update recorded in the store, for the daemon's deployment."""
+class DeploymentWalk:
+    """The walk of the update recorded in the store, for the daemon's deployment."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.updater = daemon.updater
+        #: The failure of the walk, once it is in the deployment's log.
+        self._noted: Exception | None = None
 
     # --- entry points ---------------------------------------------------------------------
 
     def abort(self) -> None:
-        """The server aborted the deployment: before the install, the module's Cleanup and
+        """The server aborted the deployment: before the install, the payload's Cleanup and
         nothing else (as Mender's daemon); later, the failure path."""
         pending = self.updater.store.pending()
         if pending is not None and pending.state == S.BEFORE_ARTIFACT_INSTALL_ENTER.value:
@@ -108,16 +110,27 @@ class ModuleDeployment:
 
     def resume(self) -> str | None:
         """After a restart, from the state the store holds."""
+        daemon = self.daemon
         pending = self.updater.store.pending()
-        assert pending is not None
+        assert pending is not None and daemon.record is not None
         state = UpdateState(pending.state)
         if state is S.BEFORE_ARTIFACT_INSTALL_ENTER:
-            self.daemon._status(dep.INSTALLING)
+            daemon._save(phase="installing")
+            daemon._status(dep.INSTALLING)
             return self._run(Event.RESUME)
+        if state is S.BEFORE_ARTIFACT_COMMIT_ENTER and daemon.record.phase == "rebooting":
+            # Recorded by an earlier version, which rebooted from here without the reboot's
+            # rows: recorded as ArtifactReboot now (its scripts did not run then), and verified.
+            daemon._save(phase="installing", reboot="Automatic")
+            with self.updater._lock():
+                self.updater._flow().advance(Event.REBOOT, enter=False)
+            return self._run(Event.RESTART)
         if state in _INTERRUPTED:
-            self.daemon._note("error", f"the installation was interrupted in {state.value}; rolling back")
+            daemon._note("error", f"the installation was interrupted in {state.value}; rolling back")
             return self._run(Event.FAILED if state is S.BEFORE_ARTIFACT_COMMIT_ENTER else Event.RESUME)
-        return self._run(Event.RESUME)
+        if state is S.ARTIFACT_VERIFY_REBOOT:
+            daemon._note("error", "the daemon restarted while it verified the reboot; rolling back")
+        return self._run(Event.RESTART if state in _REBOOT_STATES else Event.RESUME)
 
     # --- the walk -------------------------------------------------------------------------
 
@@ -126,16 +139,9 @@ class ModuleDeployment:
         updater = self.updater
         with updater._lock():
             flow = updater._flow()
-            modules: list[UpdateModule] = []
-            errors: list[UpdateModuleError] = []
-
-            def module() -> UpdateModule:
-                if not modules:
-                    modules.append(updater._module_of(flow.pending))
-                return modules[0]
-
-            work = self._work(flow, module, errors)
-            if flow.state is S.CLEANUP:
+            steps = steps_for(updater, flow)
+            work = self._work(flow, steps)
+            if flow.state is S.CLEANUP and S.CLEANUP in work:
                 work[S.CLEANUP]()  # interrupted: run again, as after a restart Mender's daemon does
             while True:
                 try:
@@ -143,15 +149,16 @@ class ModuleDeployment:
                 except Interrupted:
                     return None  # a reboot on its way, or the daemon stopping: recorded where it is
                 except Exception as err:
-                    self._failed(err)
+                    if err is not self._noted:
+                        self._failed(err)
                 if flow.state is S.BEFORE_ARTIFACT_COMMIT_ENTER:
                     try:
-                        event = self._installed(module())
+                        event = self._installed(steps)
                     except Interrupted:
                         return None
                     continue
                 break
-            for error in errors:
+            for error in steps.errors:
                 daemon._note("error", error.one_line())
             if flow.state is not S.IDLE:
                 daemon._note("error", f"the update stopped in {flow.state.value}; it is finished by the next one")
@@ -166,11 +173,11 @@ class ModuleDeployment:
         else:
             self.daemon._note("error", err.one_line() if isinstance(err, PymenderError) else str(err))
 
-    def _installed(self, module: UpdateModule) -> Event:
-        """Installed: ask the module whether it needs a reboot; the event that goes on."""
+    def _installed(self, steps: Steps) -> Event:
+        """Installed: ask whether it needs a reboot; the event that goes on."""
         daemon = self.daemon
         try:
-            answer = module.query("NeedsArtifactReboot")
+            answer = steps.needs_reboot()
         except UpdateModuleError as err:
             daemon._note("error", err.one_line())
             return Event.FAILED
@@ -189,11 +196,10 @@ class ModuleDeployment:
 
     # --- the work of each state -------------------------------------------------------------
 
-    def _work(self, flow: Flow, module: Callable[[], UpdateModule],
-              errors: list[UpdateModuleError]) -> dict[UpdateState, Work]:
+    def _work(self, flow: Flow, steps: Steps) -> dict[UpdateState, Work]:
         daemon = self.daemon
-        work = self.updater._module_work(flow, module, errors)
-        rollback = work[S.ARTIFACT_ROLLBACK_ENTER]
+        work = steps.work()
+        rollback = work.get(S.ARTIFACT_ROLLBACK_ENTER)
 
         def needs_reboot() -> bool:
             return daemon.record is not None and daemon.record.reboot in REBOOTS
@@ -201,30 +207,35 @@ class ModuleDeployment:
         def automatic() -> bool:
             return daemon.record is not None and daemon.record.reboot == "Automatic"
 
+        def after_reboot() -> None:
+            """The reboot asked for is ending the process: the walk stays in the reboot's state,
+            recorded, and the next start verifies it. A reboot that returned (the module's,
+            without going down) is verified at once."""
+            if daemon.stopping:
+                raise Interrupted()
+
         def reboot() -> None:
             self._count_reboot()
             if automatic():
                 self._system_reboot()
             else:
-                module().call("ArtifactReboot")
-
-        def after_reboot() -> None:
-            """Entered recorded, before the reboot asked for ends the process: wait for the boot.
-            A reboot that returned (the module's, without going down) is verified at once."""
-            if daemon.stopping:
-                raise Interrupted()
+                steps.reboot()
+            after_reboot()
 
         def verify_reboot() -> None:
-            after_reboot()
-            module().call("ArtifactVerifyReboot")
+            steps.verify_reboot()
             daemon._commit_status()
 
         def roll_back() -> Event | None:
-            event = rollback()
-            if event is not Event.ROLLED_BACK:
+            if flow.failure is not None and self._noted is None:
+                # In the log now: a reboot into the old system may come before the walk ends.
+                self._failed(flow.failure)
+                self._noted = flow.failure
+            event = rollback() if rollback is not None else None
+            if event not in (None, Event.ROLLED_BACK):
                 return event  # the module's ArtifactRollback failed
             try:  # asked again after the rollback, as Mender's daemon asks
-                answer = module().query("NeedsArtifactReboot")
+                answer = steps.needs_reboot()
             except UpdateModuleError as err:
                 daemon._note("error", err.one_line())
                 return Event.ROLLBACK_FAILED  # the rollback counts as failed (_INCONSISTENT)
@@ -237,15 +248,15 @@ class ModuleDeployment:
                 if automatic():
                     self._system_reboot()
                 else:
-                    module().call("ArtifactRollbackReboot")
+                    steps.rollback_reboot()
             except PymenderError as err:
                 daemon._note("error", err.one_line())
+            after_reboot()
 
         def verify_rollback_reboot() -> None:
-            after_reboot()
             try:
-                module().call("ArtifactVerifyRollbackReboot")
-            except UpdateModuleError as err:
+                steps.verify_rollback_reboot()
+            except PymenderError as err:
                 record = daemon.record
                 if record is not None and record.reboots >= MAX_REBOOTS:
                     daemon._note("error", f"{err.one_line()}; giving up after {record.reboots} reboots")
@@ -274,4 +285,4 @@ class ModuleDeployment:
             raise DeviceError(f"the device did not reboot within {int(REBOOT_GRACE)} s of the reboot command")
 
 
-__all__ = ["REBOOTS", "Interrupted", "ModuleDeployment", "module_pending"]
+__all__ = ["REBOOTS", "DeploymentWalk", "Interrupted"]
