@@ -131,6 +131,18 @@ def _check_end(device: SimDevice, server: MenderServer, new: bytes, where: str) 
     assert device.read_env()["upgrade_available"] == "0", where
 
 
+def _deploy_up_to_the_reboot(device: SimDevice) -> None:
+    """The first half of the deployment, not killed: up to the reboot, then the boot."""
+    rebooted: list[bool] = []
+    daemon = Daemon(device.load_config(), reboot=lambda: rebooted.append(True), source_options=FAST_SOURCE,
+                    key=load_or_create(device.data_dir, "ecdsa"))
+    daemon.stopping = True  # no waiting after the reboot is asked for
+    daemon.start()
+    daemon.tick()
+    assert rebooted
+    device.boot()
+
+
 def _half(tmp_path: Path, artifact: tuple[Path, bytes], second: bool, *, rebooted: bool = False
           ) -> tuple[int, list[str]]:
     """Kill the first or second half of a deployment at every step; the outcomes."""
@@ -140,14 +152,7 @@ def _half(tmp_path: Path, artifact: tuple[Path, bytes], second: bool, *, reboote
         device = _device(root, server)
         server.add_deployment("release-2", path)
         if second:
-            rebooted: list[bool] = []
-            daemon = Daemon(device.load_config(), reboot=lambda: rebooted.append(True), source_options=FAST_SOURCE,
-                            key=load_or_create(device.data_dir, "ecdsa"))
-            daemon.stopping = True  # no waiting after the reboot is asked for
-            daemon.start()
-            daemon.tick()
-            assert rebooted
-            device.boot()
+            _deploy_up_to_the_reboot(device)
         return device
 
     with MenderServer() as server:
@@ -243,14 +248,7 @@ def _module_half(tmp_path: Path, artifact: Path, monkeypatch: pytest.MonkeyPatch
         device = _device(root, server)
         server.add_deployment("app-2", artifact)
         if second:
-            rebooted: list[bool] = []
-            daemon = Daemon(device.load_config(), reboot=lambda: rebooted.append(True), source_options=FAST_SOURCE,
-                            key=load_or_create(device.data_dir, "ecdsa"))
-            daemon.stopping = True  # no waiting after the reboot is asked for
-            daemon.start()
-            daemon.tick()
-            assert rebooted
-            device.boot()
+            _deploy_up_to_the_reboot(device)
         return device
 
     with MenderServer() as server:
